@@ -1,0 +1,1 @@
+"""Evaluate the HRNet ImageNet-1k table on a Ray cluster."""

@@ -1,0 +1,91 @@
+"""The table's test pipeline: `load_image`, `preprocess_input`, `decode_predictions`."""
+
+import json
+from importlib import resources
+
+import numpy as np
+
+from hrnet_keras.configs import TEST_PIPELINE
+
+RESIZE_SHORT_EDGE = 256
+CROP_SIZE = TEST_PIPELINE["center_crop"]
+MEAN = np.asarray(TEST_PIPELINE["mean_rgb_0_255"], dtype="float32")
+STD = np.asarray(TEST_PIPELINE["std_rgb_0_255"], dtype="float32")
+
+
+def resize_short_edge(image, size=RESIZE_SHORT_EDGE):
+    """Pillow bilinear resize so the short edge is `size` (mmpretrain's ResizeEdge)."""
+    from PIL import Image
+
+    w, h = image.size
+    if w < h:
+        target = (size, int(size * h / w))
+    elif h < w:
+        target = (int(size * w / h), size)
+    else:
+        target = (size, size)
+    return image.resize(target, Image.BILINEAR)
+
+
+def center_crop(array, size=CROP_SIZE):
+    """Crop an HWC array to `size` x `size` at round((H - size) / 2), like mmpretrain."""
+    h, w = array.shape[:2]
+    if h < size or w < size:
+        raise ValueError(f"Image of {h}x{w} is smaller than the {size}x{size} crop.")
+    top = int(round((h - size) / 2.0))
+    left = int(round((w - size) / 2.0))
+    return array[top : top + size, left : left + size]
+
+
+def load_image(path, *, resize=RESIZE_SHORT_EDGE, crop=CROP_SIZE):
+    """Read an image file as the table's test pipeline does: uint8 RGB HWC, 224x224.
+
+    Decodes with Pillow (RGB), resizes the short edge to 256 (bilinear), crops
+    the center 224x224. Fails naming the file if it cannot be decoded.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            image.load()
+    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+        raise ValueError(f"Cannot decode image {path}: {exc}") from exc
+    return center_crop(np.asarray(resize_short_edge(image, resize)), crop)
+
+
+def preprocess_input(x, data_format=None):
+    """Normalise 0-255 RGB images with the table's mean and std; returns float32.
+
+    Accepts a single image or a batch, channels-last unless `data_format` (or
+    `keras.config.image_data_format()`) says channels-first.
+    """
+    import keras
+
+    data_format = data_format or keras.config.image_data_format()
+    x = np.asarray(x, dtype="float32")
+    if data_format == "channels_first":
+        shape = (3, 1, 1)
+        return (x - MEAN.reshape(shape)) / STD.reshape(shape)
+    return (x - MEAN) / STD
+
+
+def imagenet_classes():
+    """The 1000 classes in checkpoint order: a list of (wnid, name)."""
+    text = resources.files(__package__).joinpath("imagenet_classes.json").read_text()
+    return [tuple(pair) for pair in json.loads(text)]
+
+
+def decode_predictions(preds, top=5):
+    """Top-`top` (wnid, name, score) tuples per row of a (batch, 1000) array."""
+    preds = np.asarray(preds)
+    if preds.ndim != 2 or preds.shape[1] != 1000:
+        raise ValueError(
+            f"decode_predictions expects a (batch, 1000) array, got shape {preds.shape}."
+        )
+    classes = imagenet_classes()
+    results = []
+    for row in preds:
+        order = np.argsort(-row, kind="stable")[:top]
+        results.append([(*classes[i], float(row[i])) for i in order])
+    return results
