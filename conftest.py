@@ -9,3 +9,36 @@ try:
     import torchvision  # noqa: F401
 except ImportError:  # a run without torch: nothing to order
     pass
+
+import os  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+
+import pytest  # noqa: E402
+
+# JAX compiles each model once per process; a shared on-disk cache lets the
+# next test process (and the next run) reuse those programs.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "hrnet-jax-cache")
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+# tests/reference_model.py is importable as `reference_model` (Pants: a source root).
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests"))
+
+RUN_SLOW = os.environ.get("HRNET_RUN_SLOW") == "1"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: the widest models; run when HRNET_RUN_SLOW=1 (CI sets it)"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if RUN_SLOW:
+        return
+    skip = pytest.mark.skip(reason="slow: set HRNET_RUN_SLOW=1 to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

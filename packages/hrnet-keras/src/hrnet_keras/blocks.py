@@ -11,6 +11,7 @@ import keras
 from keras import layers
 
 from hrnet_keras.configs import BN_EPSILON, BN_MOMENTUM
+from hrnet_keras.initializers import NUMPY_CONV_INIT
 
 
 SEPARATOR = "__"
@@ -46,6 +47,7 @@ def conv_bn(x, filters, kernel_size, *, conv, bn, strides=1, relu=True):
         strides=strides,
         padding=padding,
         use_bias=False,
+        kernel_initializer=NUMPY_CONV_INIT,
         name=layer_name(conv),
     )(x)
     x = layers.BatchNormalization(

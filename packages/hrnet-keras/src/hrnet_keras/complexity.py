@@ -16,6 +16,7 @@ import sys
 
 from keras import layers
 
+from hrnet_keras.blocks import layer_name
 from hrnet_keras.configs import PRESETS, get_preset
 from hrnet_keras.model import create_model
 
@@ -48,8 +49,9 @@ def layer_flops(layer):
     return 0
 
 
-def model_flops(model):
-    return sum(layer_flops(layer) for layer in model.layers)
+def model_flops(model, exclude=()):
+    """Summed FLOPs of the model's layers, leaving out layers named in `exclude`."""
+    return sum(layer_flops(layer) for layer in model.layers if layer.name not in exclude)
 
 
 def trainable_params(model):
@@ -57,11 +59,9 @@ def trainable_params(model):
 
 
 def measure(name, image_size=IMAGE_SIZE):
-    """(params, flops) of a row: params of the full classifier, FLOPs of backbone + neck."""
-    shape = (image_size, image_size, 3)
-    params = trainable_params(create_model(name, input_shape=shape))
-    features = create_model(name, include_top=False, pooling="avg", input_shape=shape)
-    return params, model_flops(features)
+    """(params, flops) of a row: params of the classifier, FLOPs of backbone + neck."""
+    model = create_model(name, input_shape=(image_size, image_size, 3))
+    return trainable_params(model), model_flops(model, exclude={layer_name("head.fc")})
 
 
 def main(argv=None):

@@ -6,6 +6,7 @@
 
 SRC is a local .pth/.safetensors file or a URL (a sha256 prefix in the file
 name, `...-0c10b180.pth`, is checked). Writes NAME.weights.h5 and NAME.keras.
+$HRNET_KERAS_MIRROR replaces the download host (same file names).
 Checkpoints are read without running pickled code.
 """
 
@@ -20,6 +21,7 @@ from hrnet_keras.checkpoints import (
     cache_dir,
     convert_checkpoint,
     download,
+    fetch_checkpoint,
 )
 from hrnet_keras.checkpoints.download import hash_prefix_from_name
 from hrnet_keras.configs import PRESETS, get_preset
@@ -40,10 +42,7 @@ def convert_source(src, name, out_dir, progress=True):
 
 def convert_row(name, out_dir, progress=True):
     """Download the published checkpoint of `name` (unless cached) and convert it."""
-    preset = get_preset(name)
-    checkpoint = Path(out_dir) / preset.filename
-    if not checkpoint.is_file():
-        _fetch(preset.url, out_dir, preset.sha256_prefix, progress)
+    checkpoint = fetch_checkpoint(name, cache=out_dir, progress=progress)
     return convert_checkpoint(checkpoint, name, out_dir)
 
 

@@ -4,6 +4,7 @@ import keras
 from keras import layers
 
 from hrnet_keras import blocks
+from hrnet_keras.initializers import NUMPY_DENSE_INIT, declare_keras_initializers
 from hrnet_keras.configs import (
     LAYER1_CHANNELS,
     NECK_CHANNELS,
@@ -84,13 +85,19 @@ def create_model(
         x = blocks.fuse_scales(features, NECK_CHANNELS, NECK_OUT_CHANNELS, "neck.0")
         if include_top:
             x = layers.GlobalAveragePooling2D(name=blocks.layer_name("neck.1"))(x)
-            x = layers.Dense(classes, activation=classifier_activation, name=blocks.layer_name("head.fc"))(x)
+            x = layers.Dense(
+                classes,
+                activation=classifier_activation,
+                kernel_initializer=NUMPY_DENSE_INIT,
+                name=blocks.layer_name("head.fc"),
+            )(x)
         elif pooling == "avg":
             x = layers.GlobalAveragePooling2D(name=blocks.layer_name("neck.1"))(x)
         elif pooling == "max":
             x = layers.GlobalMaxPooling2D(name=blocks.layer_name("neck.1"))(x)
         outputs = x
     model = keras.Model(inputs, outputs, name=preset.name.replace("-", "_"))
+    declare_keras_initializers(model)
     if weights is not None:
         from hrnet_keras.checkpoints import load_weights_into
 

@@ -14,14 +14,22 @@ __all__ = [
     "CheckpointError",
     "DownloadError",
     "cache_dir",
+    "checkpoint_url",
     "convert_checkpoint",
     "download",
     "ensure_converted",
+    "fetch_checkpoint",
     "load_checkpoint_into",
     "load_weights_into",
 ]
 
-KERAS_SUFFIXES = (".weights.h5", ".keras")
+MIRROR_ENV = "HRNET_KERAS_MIRROR"
+
+
+def checkpoint_url(preset):
+    """The published URL, or the same file name under `$HRNET_KERAS_MIRROR`."""
+    mirror = os.environ.get(MIRROR_ENV)
+    return f"{mirror.rstrip('/')}/{preset.filename}" if mirror else preset.url
 
 
 def load_checkpoint_into(model, path, arch_name):
@@ -57,6 +65,18 @@ def convert_checkpoint(src, name, out_dir):
     return weights_path, model_path
 
 
+def fetch_checkpoint(name, *, cache=None, progress=True):
+    """Path of row `name`'s published `.pth` in the cache, downloading it if absent."""
+    preset = get_preset(name)
+    checkpoint = (Path(cache) if cache else cache_dir()) / preset.filename
+    if not checkpoint.is_file():
+        download(
+            checkpoint_url(preset), checkpoint,
+            sha256_prefix=preset.sha256_prefix, progress=progress,
+        )
+    return checkpoint
+
+
 def ensure_converted(name, *, cache=None, allow_download=True, progress=True):
     """Path of row `name`'s `.weights.h5` in the cache, converting on first use.
 
@@ -68,16 +88,13 @@ def ensure_converted(name, *, cache=None, allow_download=True, progress=True):
     converted = cache / preset.keras_weights
     if converted.is_file():
         return converted
-    checkpoint = cache / preset.filename
-    if not checkpoint.is_file():
-        if not allow_download:
-            raise FileNotFoundError(
-                f"No weights for {name} in {cache} (neither {preset.keras_weights} nor "
-                f"{preset.filename}). Get them with: python -m hrnet_keras.convert "
-                f"--download {name} --out {cache}"
-            )
-        download(preset.url, checkpoint, sha256_prefix=preset.sha256_prefix, progress=progress)
-    convert_checkpoint(checkpoint, name, cache)
+    if not allow_download and not (cache / preset.filename).is_file():
+        raise FileNotFoundError(
+            f"No weights for {name} in {cache} (neither {preset.keras_weights} nor "
+            f"{preset.filename}). Get them with: python -m hrnet_keras.convert "
+            f"--download {name} --out {cache}"
+        )
+    convert_checkpoint(fetch_checkpoint(name, cache=cache, progress=progress), name, cache)
     return converted
 
 

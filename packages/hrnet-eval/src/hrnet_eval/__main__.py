@@ -1,0 +1,234 @@
+"""python -m hrnet_eval: reproduce the HRNet ImageNet-1k table on a Ray cluster.
+
+Start here (no ImageNet needed, about a minute on a laptop):
+    python -m hrnet_eval --demo
+
+On a cluster (joins it through RAY_ADDRESS; give absolute paths):
+    ray job submit -- python -m hrnet_eval --all --data /data/imagenet/val \\
+        --weights-dir /data/hrnet-weights --output /data/results
+
+Without RAY_ADDRESS a private local Ray cluster is started. Each finished
+shard is saved under OUTPUT/shards at once: rerunning the same command resumes.
+"""
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+# The driver imports Keras only to read the rows and convert weights; JAX loads fastest.
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+DEFAULT_OUTPUT = "results"
+DEFAULT_SHARD_SIZE = 500
+DEFAULT_BATCH_SIZE = 32
+DEMO_DEFAULTS = {"output": "results/demo", "shard_size": 4, "batch_size": 4, "gpus_per_worker": 0.0,
+                 "workers": 1, "models": ["hrnet-w18"]}
+
+
+def default_compile_cache():
+    """$JAX_COMPILATION_CACHE_DIR, else ~/.cache/hrnet-eval/jax."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return os.environ["JAX_COMPILATION_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return os.path.join(base, "hrnet-eval", "jax")
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line: `python -m hrnet_eval: error: ... (see --help)`, exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser():
+    from hrnet_keras.configs import PRESETS
+
+    parser = Parser(
+        prog="python -m hrnet_eval",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1] + "\nRows: " + ", ".join(PRESETS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = parser.add_argument_group("what to evaluate")
+    what.add_argument("--models", type=_model_list, metavar="NAME[,NAME...]",
+                      help="comma-separated rows, e.g. hrnet-w18,hrnet-w48-ssld")
+    what.add_argument("--all", action="store_true", help="every row of the table")
+    what.add_argument("--demo", action="store_true",
+                      help="scikit-image's sample photos, seeded RANDOM weights (accuracies mean "
+                           "nothing), CPU workers on a local cluster: shows the machinery working")
+    what.add_argument("--list", action="store_true", help="list the rows with published figures and exit")
+    what.add_argument("--data", metavar="PATH",
+                      help="ImageNet validation: class folders (val/n01440764/*.JPEG), flat "
+                           "ILSVRC2012_val_*.JPEG files (labels from --labels or tensorflow-datasets' "
+                           "validation_labels.txt), a tfds manual_dir with ILSVRC2012_img_val.tar, "
+                           "or a prepared tfds data_dir (imagenet2012)")
+    what.add_argument("--labels", metavar="FILE",
+                      help="labels of a flat folder or tar: one wnid/index per line in image-number "
+                           "order, or 'FILE LABEL' lines")
+    what.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N images")
+    what.add_argument("--skip-corrupt", action="store_true",
+                      help="skip unreadable images (each is reported; accuracies use the images "
+                           "evaluated as denominator) instead of failing")
+
+    weights = parser.add_argument_group("weights")
+    weights.add_argument("--weights-dir", metavar="DIR",
+                         help="converted weights NAME.weights.h5 (default: the hrnet-keras cache, "
+                              "$HRNET_KERAS_CACHE or ~/.cache/hrnet-keras); missing ones are "
+                              "downloaded and converted there")
+    weights.add_argument("--no-download", action="store_true",
+                         help="fail instead of downloading missing weights")
+
+    run = parser.add_argument_group("execution")
+    run.add_argument("--output", metavar="DIR",
+                     help=f"results and finished shards (default: {DEFAULT_OUTPUT}/, "
+                          f"{DEMO_DEFAULTS['output']}/ with --demo)")
+    run.add_argument("--backend", choices=("jax", "tensorflow", "torch"), default="jax",
+                     help="Keras backend of the workers (default: jax)")
+    run.add_argument("--batch-size", type=_positive_int, metavar="N",
+                     help=f"images per forward pass (default: {DEFAULT_BATCH_SIZE}; the last batch "
+                          "of a shard is padded, so counts do not depend on it)")
+    run.add_argument("--gpus-per-worker", type=_non_negative_float, metavar="G",
+                     help="GPU share of each worker, fractions allowed (0.5: two per GPU); 0 runs "
+                          "CPU workers (default: 1 if the cluster has GPUs, else 0)")
+    run.add_argument("--cpus-per-worker", type=_non_negative_float, metavar="C",
+                     help="CPUs of each worker, used for JPEG decoding (default: the cluster's "
+                          "CPUs split evenly)")
+    run.add_argument("--workers", type=_positive_int, metavar="N",
+                     help="number of workers (default: GPUs / --gpus-per-worker; CPU workers: "
+                          "one per 8 CPUs)")
+    run.add_argument("--shard-size", type=_positive_int, metavar="N",
+                     help=f"images per work unit (default: {DEFAULT_SHARD_SIZE})")
+    run.add_argument("--address", metavar="ADDR",
+                     help="Ray cluster to join (default: $RAY_ADDRESS, set by `ray job submit`; "
+                          "without either a local cluster is started)")
+    run.add_argument("--local-cpus", type=_positive_int, metavar="N",
+                     help="CPUs of a local cluster (default: all)")
+    run.add_argument("--compile-cache", metavar="DIR", default=default_compile_cache(),
+                     help="JAX compilation cache of the workers, 'none' to disable "
+                          "(default: %(default)s)")
+    run.add_argument("--progress-seconds", type=_non_negative_float, default=10.0, metavar="S",
+                     help="seconds between progress lines per model (default: 10)")
+    return parser
+
+
+def _model_list(text):
+    from hrnet_keras.configs import PRESETS
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PRESETS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown model {', '.join(map(repr, unknown)) or repr(text)}; "
+            f"known: {', '.join(PRESETS)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text!r}")
+    return value
+
+
+def list_rows():
+    from hrnet_keras.configs import PRESETS
+
+    lines = [f"{'model':<16}{'params(M)':>10}{'flops(G)':>10}{'top-1':>8}{'top-5':>8}  weights file"]
+    for p in PRESETS.values():
+        lines.append(f"{p.name:<16}{p.params / 1e6:>10.2f}{p.flops / 1e9:>10.2f}"
+                     f"{p.top1:>8.2f}{p.top5:>8.2f}  {p.keras_weights}")
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    from hrnet_keras.configs import PRESETS
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list:
+        return args
+    chosen = sum(bool(x) for x in (args.models, args.all))
+    if chosen > 1:
+        parser.error("give either --models or --all, not both")
+    if args.all:
+        args.models = list(PRESETS)
+    if args.demo:
+        if args.data:
+            parser.error("--demo uses scikit-image's photos; drop --data (or drop --demo)")
+        for key, value in DEMO_DEFAULTS.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    elif not args.models:
+        parser.error("give --models NAME[,NAME...], --all, --demo or --list")
+    elif not args.data:
+        parser.error("give --data PATH (the ImageNet validation images), or try --demo")
+    args.output = args.output or DEFAULT_OUTPUT
+    args.shard_size = args.shard_size or DEFAULT_SHARD_SIZE
+    args.batch_size = args.batch_size or DEFAULT_BATCH_SIZE
+    if args.compile_cache.lower() == "none":
+        args.compile_cache = None
+    return args
+
+
+def main(argv=None):
+    from hrnet_eval import job
+    from hrnet_eval.cluster import ClusterError
+    from hrnet_eval.data import DataError
+    from hrnet_eval.demo import DemoError
+    from hrnet_eval.images import ImageError
+    from hrnet_eval.scheduler import EvalError
+    from hrnet_eval.weights import WeightsError
+
+    args = parse_args(argv)
+    if args.list:
+        print(list_rows())
+        return 0
+    kept = f"finished shards are kept in {Path(args.output).resolve() / 'shards'}"
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        job.run(args)
+    except ImageError as exc:
+        print(f"error: {exc} ({kept}; --skip-corrupt skips unreadable images)", file=sys.stderr)
+        return 1
+    except (DataError, WeightsError, ClusterError, DemoError, EvalError) as exc:
+        resume = f" ({kept}; rerun the same command to resume)" if isinstance(exc, EvalError) else ""
+        print(f"error: {exc}{resume}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"stopped: {kept}; rerun the same command to resume", file=sys.stderr)
+        return 130
+    finally:
+        _shutdown_ray()
+    return 0
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _shutdown_ray():
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""One evaluation job: data, weights, plan against the shard store, dispatch, results."""
+
+import datetime
+import time
+from pathlib import Path
+
+from hrnet_eval import cluster, demo, results
+from hrnet_eval.data import load_dataset, shards
+from hrnet_eval.progress import Progress, format_duration
+from hrnet_eval.scheduler import Scheduler
+from hrnet_eval.store import ShardStore, Unit
+from hrnet_eval.weights import resolve
+
+
+def unit_key(dataset, unit, spec, backend):
+    """What a stored shard must have been made from to be reused."""
+    return {
+        "data": dataset.fingerprint(unit.start, unit.end),
+        "weights": spec.key,
+        "backend": backend,
+    }
+
+
+def plan(models, dataset, store, specs, backend, shard_size, skip_corrupt):
+    """({model: finished records}, {model: units to run}, {unit: key})."""
+    done, pending, keys = {}, {}, {}
+    for model in models:
+        done[model], pending[model] = [], []
+        for start, end in shards(len(dataset), shard_size):
+            unit = Unit(model, start, end)
+            keys[unit] = unit_key(dataset, unit, specs[model], backend)
+            record = store.load(unit, keys[unit])
+            # A shard that skipped images is redone unless skipping is asked again.
+            if record is not None and (skip_corrupt or not record["skipped"]):
+                done[model].append(record)
+            else:
+                pending[model].append(unit)
+    return done, pending, keys
+
+
+def run(args, out=print):
+    """Evaluate `args.models`; returns the result rows. Raises the package's errors."""
+    began = time.monotonic()
+    output = Path(args.output).expanduser().resolve()
+    banner = None
+    if args.demo:
+        data_path = demo.write_demo_data(output / "demo-data")
+        dataset = load_dataset(data_path, limit=args.limit)
+        banner = demo.banner(args.models, len(dataset))
+        out(banner, flush=True)
+        specs = {m: demo.random_spec(m) for m in args.models}
+    else:
+        dataset = load_dataset(args.data, labels_file=args.labels, limit=args.limit)
+        specs = {m: resolve(m, args.weights_dir, allow_download=not args.no_download)
+                 for m in args.models}
+    out(f"data: {dataset.root} ({dataset.layout}), {len(dataset)} images", flush=True)
+    for note in dataset.notes:
+        out(f"note: {note}", flush=True)
+
+    store = ShardStore(output)
+    done, pending, keys = plan(args.models, dataset, store, specs, args.backend,
+                               args.shard_size, args.skip_corrupt)
+    for model in args.models:
+        n_units = len(done[model]) + len(pending[model])
+        resumed = f", {len(done[model])} already done in {store.root / model}" if done[model] else ""
+        out(f"{model}: {n_units} shards of up to {args.shard_size} images{resumed}", flush=True)
+
+    units_left = sum(len(u) for u in pending.values())
+    if units_left:
+        _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out)
+
+    meta = {
+        "data": str(dataset.root),
+        "layout": dataset.layout,
+        "images": len(dataset),
+        "backend": args.backend,
+        "shard_size": args.shard_size,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "banner": banner,
+    }
+    rows = [results.make_row(m, done[m], backend=args.backend, weights=specs[m].weights or specs[m].key)
+            for m in args.models]
+    paths = results.write(output, rows, meta)
+    for line in results.summary_lines(rows):
+        out(line, flush=True)
+    for row in rows:
+        for where, reason in row["skipped"]:
+            out(f"skipped ({row['name']}): {reason}", flush=True)
+        if row["skipped"]:
+            out(f"{row['name']}: {len(row['skipped'])} images skipped; accuracies are over "
+                f"the {row['images']} images evaluated", flush=True)
+    out(f"wrote {', '.join(str(p) for p in paths)} in {format_duration(time.monotonic() - began)}",
+        flush=True)
+    if banner:
+        out(banner, flush=True)
+    return rows
+
+
+def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out):
+    out(cluster.connect(args.address, num_cpus=args.local_cpus), flush=True)
+    total_cpus, total_gpus = cluster.cluster_totals()
+    workers, gpus, cpus = cluster.size_workers(
+        args.workers, args.gpus_per_worker, args.cpus_per_worker,
+        total_cpus=total_cpus, total_gpus=total_gpus, units=units_left,
+    )
+    kind = f"{gpus:g} GPU" if gpus else "CPU only"
+    out(f"{workers} worker(s) ({kind}, {cpus:g} CPUs each; cluster: {total_gpus:g} GPUs, "
+        f"{total_cpus:g} CPUs), backend {args.backend}, batch {args.batch_size}", flush=True)
+
+    from hrnet_keras.configs import get_preset
+
+    progress = Progress(
+        totals={m: len(dataset) for m in args.models},
+        done={m: sum(r["end"] - r["start"] for r in done[m]) for m in args.models},
+        interval=args.progress_seconds,
+        out=out,
+    )
+
+    def on_result(unit, result):
+        done[unit.model].append(store.save(unit, keys[unit], result))
+        progress.add(unit.model, unit.size)
+
+    Scheduler(
+        specs=specs,
+        items=dataset.items,
+        pending=pending,
+        work_per_image={m: get_preset(m).flops for m in args.models},
+        workers=workers,
+        actor_options={
+            "num_cpus": cpus,
+            "num_gpus": gpus,
+            "max_concurrency": 2,
+            "max_restarts": 0,
+            "runtime_env": {"env_vars": cluster.worker_env(args.backend, gpus, args.compile_cache)},
+        },
+        worker_args=(args.backend, args.batch_size, max(1, int(cpus))),
+        on_result=on_result,
+        skip_corrupt=args.skip_corrupt,
+        log=out,
+    ).run()

@@ -1,0 +1,174 @@
+"""Merge shard records into rows; write results.md, results.json and results.csv.
+
+`seconds` of a row is worker time: the sum over its shards of the time a
+worker spent on the shard's images (model loading and compiling excluded), so
+`images_per_second` is the throughput of one worker on its share.
+"""
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+IMG_SIZE = 224
+CROP_PCT = 224 / 256  # short edge 256, center crop 224
+INTERPOLATION = "bilinear"
+CONFIG_URL = "https://github.com/open-mmlab/mmclassification/blob/master/configs/hrnet/{}"
+CSV_COLUMNS = ("model", "img_size", "top1", "top1_err", "top5", "top5_err",
+               "param_count", "crop_pct", "interpolation")
+
+
+def merge(records):
+    """Sum the counts of a model's shard records."""
+    total = {"images": 0, "top1_hits": 0, "top5_hits": 0, "seconds": 0.0, "skipped": []}
+    for record in sorted(records, key=lambda r: r["start"]):
+        total["images"] += record["images"]
+        total["top1_hits"] += record["top1"]
+        total["top5_hits"] += record["top5"]
+        total["seconds"] += record["seconds"]
+        total["skipped"].extend(record["skipped"])
+    return total
+
+
+def make_row(name, records, *, backend, weights):
+    """One row of results.json: measured figures beside the published ones."""
+    from hrnet_keras.configs import get_preset
+
+    preset = get_preset(name)
+    total = merge(records)
+    images = total["images"]
+    pct = (lambda hits: round(100.0 * hits / images, 4)) if images else (lambda hits: None)
+    return {
+        "name": name,
+        "top1": pct(total["top1_hits"]),
+        "top5": pct(total["top5_hits"]),
+        "images": images,
+        "top1_hits": total["top1_hits"],
+        "top5_hits": total["top5_hits"],
+        "skipped": total["skipped"],
+        "published_top1": preset.top1,
+        "published_top5": preset.top5,
+        "params": preset.params,
+        "flops": preset.flops,
+        "img_size": IMG_SIZE,
+        "crop_pct": CROP_PCT,
+        "interpolation": INTERPOLATION,
+        "backend": backend,
+        "weights": weights,
+        "seconds": round(total["seconds"], 3),
+        "images_per_second": round(images / total["seconds"], 2) if total["seconds"] else None,
+    }
+
+
+def display_name(name):
+    """hrnet-w18-ssld -> HRNet-W18 (ssld)\\*, as in the mmclassification table."""
+    parts = name.split("-")
+    text = f"HRNet-{parts[1].upper()}"
+    if len(parts) > 2:
+        text += f" ({'-'.join(parts[2:])})"
+    return text + "\\*"
+
+
+def _diff(measured, published):
+    return "" if measured is None else f"{measured - published:+.2f}"
+
+
+def _num(value):
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def markdown(rows, meta):
+    """The seed's table with measured Top-1/Top-5 and the difference beside the published."""
+    from hrnet_keras.configs import get_preset
+
+    out = []
+    if meta.get("banner"):
+        out += ["```", meta["banner"], "```", ""]
+    out += [
+        "# HRNet on ImageNet-1k: measured vs published",
+        "",
+        f"Data: `{meta['data']}` ({meta['layout']}), {meta['images']} images. "
+        f"Backend: {meta['backend']}. Test pipeline: short edge 256 (bilinear), center crop 224.",
+        "",
+        "| Model | Params(M) | Flops(G) | Top-1 (%) | Top-1 measured | Top-1 diff "
+        "| Top-5 (%) | Top-5 measured | Top-5 diff | Images | Config | Download |",
+        "|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|",
+    ]
+    for row in rows:
+        preset = get_preset(row["name"])
+        out.append(
+            f"| {display_name(row['name'])} | {row['params'] / 1e6:.2f} | {row['flops'] / 1e9:.2f} "
+            f"| {row['published_top1']:.2f} | {_num(row['top1'])} "
+            f"| {_diff(row['top1'], row['published_top1'])} "
+            f"| {row['published_top5']:.2f} | {_num(row['top5'])} "
+            f"| {_diff(row['top5'], row['published_top5'])} | {row['images']} "
+            f"| [config]({CONFIG_URL.format(preset.mmpretrain_config)}) | [model]({preset.url}) |"
+        )
+    out += [
+        "",
+        "*Models with \\* are converted from the [official repo]"
+        "(https://github.com/HRNet/HRNet-Image-Classification).*",
+    ]
+    skipped = [(row["name"], s) for row in rows for s in row["skipped"]]
+    if skipped:
+        out += ["", "## Skipped images (--skip-corrupt)", ""]
+        for row in rows:
+            if row["skipped"]:
+                out.append(f"- {row['name']}: {len(row['skipped'])} skipped; "
+                           f"denominator {row['images']} images")
+        out += [f"  - `{where}`: {reason}" for _, (where, reason) in skipped]
+    return "\n".join(out) + "\n"
+
+
+def csv_text(rows):
+    """timm's results-imagenet.csv columns."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        if row["top1"] is None:
+            continue
+        writer.writerow([
+            row["name"], row["img_size"],
+            f"{row['top1']:.3f}", f"{100 - row['top1']:.3f}",
+            f"{row['top5']:.3f}", f"{100 - row['top5']:.3f}",
+            f"{row['params'] / 1e6:.2f}", f"{row['crop_pct']:.3f}", row["interpolation"],
+        ])
+    return buf.getvalue()
+
+
+def _write_atomic(path, text):
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name, dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write(output, rows, meta):
+    """Write the three result files into `output`; returns their paths."""
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    paths = (output / "results.md", output / "results.json", output / "results.csv")
+    document = {**{k: v for k, v in meta.items() if k != "banner"}, "demo": bool(meta.get("banner")),
+                "models": rows}
+    _write_atomic(paths[0], markdown(rows, meta))
+    _write_atomic(paths[1], json.dumps(document, indent=2) + "\n")
+    _write_atomic(paths[2], csv_text(rows))
+    return paths
+
+
+def summary_lines(rows):
+    """Short lines for the log: measured vs published per row."""
+    lines = []
+    for row in rows:
+        if row["top1"] is None:
+            lines.append(f"{row['name']}: no images evaluated")
+            continue
+        lines.append(
+            f"{row['name']}: top-1 {row['top1']:.2f}% ({_diff(row['top1'], row['published_top1'])}), "
+            f"top-5 {row['top5']:.2f}% ({_diff(row['top5'], row['published_top5'])}) "
+            f"on {row['images']} images; {row['images_per_second'] or 0:.1f} images/s per worker"
+        )
+    return lines

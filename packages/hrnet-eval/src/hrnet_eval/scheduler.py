@@ -1,0 +1,147 @@
+"""Dispatch (model, shard) units to Ray actors; redo the units of workers that die.
+
+Every requested model's units are queued at once. A worker keeps its model
+while that model has units left, then takes the model with the most work
+left per worker. Each worker has `depth` units in flight (the next one decodes
+while the current one runs). A unit whose worker died goes back to the front
+of the queue and its worker is replaced; a unit's result is accepted once, when
+its call returns, so nothing is counted twice.
+"""
+
+import collections
+import dataclasses
+
+from hrnet_eval.images import ImageError
+from hrnet_eval.worker import EvalWorker
+
+
+class EvalError(RuntimeError):
+    """The evaluation cannot go on; the message says why."""
+
+
+@dataclasses.dataclass
+class Slot:
+    """A worker position: its current actor (replaced when it dies) and model."""
+
+    index: int
+    actor: object
+    generation: int = 0
+    model: str | None = None
+
+
+def one_line(exc):
+    """The first line of an exception's message (of its cause, for a task's error)."""
+    cause = getattr(exc, "cause", None)
+    lines = [line.strip() for line in str(cause or exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+class Scheduler:
+    """Runs `pending` units ({model: [Unit]}) on `workers` actors; results go to `on_result`."""
+
+    def __init__(self, *, specs, items, pending, work_per_image, workers, actor_options,
+                 worker_args, on_result, skip_corrupt=False, log=print,
+                 depth=2, max_attempts=3, poll_seconds=5.0):
+        self.specs = specs
+        self.items = items
+        self.pending = {m: collections.deque(units) for m, units in pending.items()}
+        self.work_per_image = work_per_image
+        self.workers = workers
+        self.actor_options = actor_options
+        self.worker_args = worker_args
+        self.on_result = on_result
+        self.skip_corrupt = skip_corrupt
+        self.log = log
+        self.depth = depth
+        self.max_attempts = max_attempts
+        self.poll_seconds = poll_seconds
+        self.attempts = collections.Counter()
+        self.slots = []
+        self.inflight = {}  # ObjectRef -> (slot, generation, unit)
+
+    def run(self):
+        """Dispatch until every unit is done; raises `EvalError` on a failure."""
+        import ray
+
+        remote = ray.remote(EvalWorker).options(**self.actor_options)
+        self._new_actor = lambda: remote.remote(*self.worker_args)
+        try:
+            self.slots = [Slot(i, self._new_actor()) for i in range(self.workers)]
+            while any(self.pending.values()) or self.inflight:
+                self._fill()
+                ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=self.poll_seconds)
+                for ref in ready:
+                    self._collect(ref)
+        finally:
+            for slot in self.slots:
+                ray.kill(slot.actor)
+
+    def _collect(self, ref):
+        import ray
+        from ray.exceptions import RayActorError, RayError, RayTaskError, WorkerCrashedError
+
+        slot, generation, unit = self.inflight.pop(ref)
+        try:
+            result = ray.get(ref)
+        except (RayActorError, WorkerCrashedError) as exc:
+            self._worker_lost(slot, generation, unit, exc)
+            return
+        except RayTaskError as exc:
+            if isinstance(exc.cause, ImageError):
+                raise ImageError(str(exc.cause)) from None
+            raise EvalError(f"{unit} failed: {one_line(exc)}") from None
+        except RayError as exc:
+            raise EvalError(f"{unit} failed: {one_line(exc)}") from None
+        self.on_result(unit, result)
+
+    def _worker_lost(self, slot, generation, unit, exc):
+        import ray
+
+        self.attempts[unit] += 1
+        if self.attempts[unit] >= self.max_attempts:
+            raise EvalError(
+                f"{unit} lost its worker {self.attempts[unit]} times; giving up "
+                f"(last: {one_line(exc)})."
+            )
+        self.pending[unit.model].appendleft(unit)
+        if generation == slot.generation:  # first news of this actor's death
+            self.log(
+                f"worker {slot.index} died during {unit} ({one_line(exc)}); "
+                "its shards go back in the queue, starting a new worker",
+                flush=True,
+            )
+            ray.kill(slot.actor)
+            slot.actor = self._new_actor()
+            slot.generation += 1
+            slot.model = None
+        else:
+            self.log(f"{unit} requeued (its worker died)", flush=True)
+
+    def _busy(self, slot):
+        return sum(1 for s, g, _ in self.inflight.values() if s is slot and g == slot.generation)
+
+    def _fill(self):
+        for slot in self.slots:
+            while self._busy(slot) < self.depth:
+                model = self._choose(slot)
+                if model is None:
+                    return
+                unit = self.pending[model].popleft()
+                slot.model = model
+                ref = slot.actor.evaluate.remote(
+                    self.specs[model], self.items[unit.start : unit.end], self.skip_corrupt
+                )
+                self.inflight[ref] = (slot, slot.generation, unit)
+
+    def _work_left(self, model):
+        return sum(u.size for u in self.pending[model]) * self.work_per_image.get(model, 1)
+
+    def _choose(self, slot):
+        """The model this worker should take a unit of next (None: nothing left)."""
+        if slot.model is not None and self.pending.get(slot.model):
+            return slot.model
+        left = [m for m, units in self.pending.items() if units]
+        if not left:
+            return None
+        others = collections.Counter(s.model for s in self.slots if s is not slot)
+        return max(left, key=lambda m: self._work_left(m) / (1 + others[m]))

@@ -1,0 +1,69 @@
+"""Finished shards on disk: OUTPUT/shards/<model>/<start>-<end>.json, written atomically.
+
+A shard file is reused only if its key (model, range, data fingerprint,
+weights identity, backend) equals the key of the unit being planned.
+"""
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One work unit: images [start, end) of the data set under one model."""
+
+    model: str
+    start: int
+    end: int
+
+    @property
+    def shard_id(self):
+        return f"{self.start:08d}-{self.end:08d}"
+
+    @property
+    def size(self):
+        return self.end - self.start
+
+    def __str__(self):
+        return f"{self.model} shard {self.shard_id}"
+
+
+class ShardStore:
+    """Reads and writes finished shards under `root`/shards."""
+
+    def __init__(self, root):
+        self.root = Path(root) / "shards"
+
+    def path(self, unit):
+        return self.root / unit.model / f"{unit.shard_id}.json"
+
+    def load(self, unit, key):
+        """The stored record of `unit` if it was made under `key`, else None."""
+        path = self.path(unit)
+        try:
+            record = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return None  # unreadable or half-written by something else: redo it
+        return record if record.get("key") == key else None
+
+    def save(self, unit, key, result):
+        """Write the record of a finished unit atomically; returns it."""
+        record = {"model": unit.model, "start": unit.start, "end": unit.end, "key": key, **result}
+        path = self.path(unit)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{unit.shard_id}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(record, f, separators=(",", ":"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return record

@@ -1,0 +1,71 @@
+"""Session fixtures: a small ImageNet-layout image set labelled from the mmpretrain
+reference, its checkpoints converted for hrnet-keras, and a real Ray head."""
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+import reference_model
+from imageset import ImageSet, choose_labels, count_hits, write_photos
+from ray_head import RayHead
+
+N_IMAGES = 24
+# Rows evaluated end to end (one architecture: one compile) and their reference seeds.
+MODELS = {"hrnet-w18": 11, "hrnet-w18-ssld": 12}
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("hrnet-eval")
+
+
+@pytest.fixture(scope="session")
+def image_set(workdir):
+    """24 JPEGs labelled from the W18 reference; the reference checkpoints converted."""
+    from hrnet_keras.checkpoints import convert_checkpoint
+    from hrnet_keras.preprocessing import imagenet_classes
+
+    staging = workdir / "staging"
+    names = write_photos(staging, N_IMAGES)
+    x = reference_model.reference_pipeline([staging / n for n in names])
+    weights_dir = workdir / "weights"
+    top5 = {}
+    for name, seed in MODELS.items():
+        model = reference_model.randomize(reference_model.build_reference(name), seed)
+        top5[name] = reference_model.predict_topk(model, x, k=5).tolist()
+        pth = reference_model.save_mmcls(model, workdir / f"{name}.pth")
+        convert_checkpoint(pth, name, weights_dir)
+        (weights_dir / f"{name}.keras").unlink()  # only the .weights.h5 is used
+    labels = choose_labels(top5["hrnet-w18"])
+    wnids = [imagenet_classes()[y][0] for y in labels]
+
+    class_folders, flat = workdir / "val", workdir / "flat"
+    for name, wnid in zip(names, wnids):
+        (class_folders / wnid).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(staging / name, class_folders / wnid / name)
+    shutil.copytree(staging, flat)
+    labels_file = workdir / "val_labels.txt"
+    labels_file.write_text("".join(w + "\n" for w in wnids))
+    counts = {m: count_hits(top5[m], labels) for m in MODELS}
+    return ImageSet(names, labels, wnids, class_folders, flat, labels_file, weights_dir, top5, counts)
+
+
+@pytest.fixture(scope="session")
+def ray_head(workdir):
+    """A Ray head on 127.0.0.1 with 2 logical GPUs; stopped by the pids it started."""
+    head = RayHead(num_cpus=4, num_gpus=2)
+    head.start()
+    try:
+        yield head
+    finally:
+        head.stop()
+
+
+@pytest.fixture(scope="session")
+def compile_cache():
+    """The JAX cache the workers share (the repository's test cache when set)."""
+    return os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "hrnet-jax-cache")
+
+

@@ -1,0 +1,88 @@
+"""The test image set: JPEGs cut from scikit-image's photos, labelled from the
+reference model's predictions so that hit counts are known; result readers."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg",
+          "motorcycle_left.png", "hubble_deep_field.jpg", "retina.jpg", "color.png")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSet:
+    """The same JPEGs in two layouts, their labels, and the reference's counts."""
+
+    names: list  # ILSVRC2012_val_000000NN.JPEG, in image-number order
+    labels: list  # class index per name
+    wnids: list  # wnid per name
+    class_folders: Path  # val/<wnid>/<name>
+    flat: Path  # <name>, labelled by labels_file
+    labels_file: Path  # one wnid per line, line k for image k
+    weights_dir: Path  # NAME.weights.h5 converted from the reference checkpoints
+    top5: dict  # model -> reference top-5 classes per name
+    counts: dict  # model -> {"top1": hits, "top5": hits, "images": n}
+
+    def counts_without(self, model, excluded):
+        """The reference counts over all images but the names in `excluded`."""
+        keep = [i for i, n in enumerate(self.names) if n not in excluded]
+        return count_hits([self.top5[model][i] for i in keep], [self.labels[i] for i in keep])
+
+
+def count_hits(top5, labels):
+    return {
+        "top1": int(sum(t[0] == y for t, y in zip(top5, labels))),
+        "top5": int(sum(y in t for t, y in zip(top5, labels))),
+        "images": len(labels),
+    }
+
+
+def write_photos(dest, n, seed=0):
+    """`n` JPEGs cut from scikit-image's photos: random crops, sizes and aspect ratios."""
+    import skimage.data
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    source = Path(skimage.data.__file__).parent
+    dest.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in range(n):
+        with Image.open(source / PHOTOS[i % len(PHOTOS)]) as photo:
+            photo = photo.convert("RGB")
+            w, h = photo.size
+            cw, ch = int(w * rng.uniform(0.5, 1.0)), int(h * rng.uniform(0.5, 1.0))
+            left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            size = (int(rng.integers(160, 420)), int(rng.integers(160, 420)))
+            image = photo.crop((left, top, left + cw, top + ch)).resize(size, Image.BILINEAR)
+        name = f"ILSVRC2012_val_{i + 1:08d}.JPEG"
+        image.save(dest / name, "JPEG", quality=90)
+        names.append(name)
+    return names
+
+
+def choose_labels(top5, seed=0):
+    """Labels that give known hits: a third the reference's top-1, a third its
+    3rd class (a top-5 hit only), the rest a class outside its top-5."""
+    rng = np.random.default_rng(seed)
+    labels = []
+    for i, classes in enumerate(top5):
+        if i % 3 == 0:
+            labels.append(int(classes[0]))
+        elif i % 3 == 1:
+            labels.append(int(classes[2]))
+        else:
+            outside = sorted(set(range(1000)) - set(int(c) for c in classes))
+            labels.append(int(rng.choice(outside)))
+    return labels
+
+
+def read_results(output):
+    """results.json of a run, its rows by name."""
+    document = json.loads((Path(output) / "results.json").read_text())
+    return document, {row["name"]: row for row in document["models"]}
+
+
+def shard_files(output, model):
+    return sorted((Path(output) / "shards" / model).glob("*.json"))

@@ -1,0 +1,155 @@
+"""A Ray head for tests: 127.0.0.1 only, its own temp dir and ports, stopped by its own pids.
+
+Never `ray stop` (it stops every Ray on the machine): the head runs as
+`ray start --block` in a new session, and `stop` ends that process and every
+process it started (found by parentage, or by the head's temp dir in their
+command line), nothing else.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import psutil
+
+PORT_OPTIONS = (
+    "--port", "--dashboard-port", "--ray-client-server-port", "--dashboard-agent-listen-port",
+    "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port",
+    "--node-manager-port", "--object-manager-port",
+)
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def python_env():
+    """Environment for subprocesses that must import what this process imports."""
+    env = dict(os.environ)
+    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env["KERAS_BACKEND"] = "jax"
+    env.update({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+    return env
+
+
+def ray_cli(*args):
+    """The `ray` command line of this interpreter (works without the console script)."""
+    return [sys.executable, "-m", "ray.scripts.scripts", *args]
+
+
+class RayHead:
+    def __init__(self, *, num_cpus, num_gpus, env=None):
+        self.num_cpus, self.num_gpus = num_cpus, num_gpus
+        # Short: Ray's unix socket paths live under it (108 bytes at most).
+        self.temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+        self.env = dict(env or python_env())
+        self.process = None
+        self.ports = dict(zip(PORT_OPTIONS, free_ports(len(PORT_OPTIONS))))
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.ports['--port']}"
+
+    @property
+    def dashboard(self):
+        return f"http://127.0.0.1:{self.ports['--dashboard-port']}"
+
+    def start(self, timeout=180):
+        args = ["start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+                "--dashboard-host", "127.0.0.1", "--temp-dir", self.temp_dir,
+                "--disable-usage-stats", "--num-cpus", str(self.num_cpus),
+                "--num-gpus", str(self.num_gpus), "--include-dashboard", "true"]
+        for option, port in self.ports.items():
+            args += [option, str(port)]
+        self.log = open(os.path.join(self.temp_dir, "head.log"), "w")
+        self.process = subprocess.Popen(ray_cli(*args), env=self.env, stdout=self.log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ray start exited with {self.process.returncode}; "
+                                   f"see {self.log.name}")
+            if self._jobs_api_up():
+                return self
+            time.sleep(1)
+        self.stop()
+        raise RuntimeError(f"Ray head not up after {timeout} s; see {self.log.name}")
+
+    def _jobs_api_up(self):
+        try:
+            with urllib.request.urlopen(self.dashboard + "/api/version", timeout=2) as response:
+                return "ray_version" in json.loads(response.read())
+        except (OSError, ValueError):
+            return False
+
+    def processes(self):
+        """Every live process this head started: descendants, or naming its temp dir."""
+        found = {}
+        try:
+            root = psutil.Process(self.process.pid)
+            found[root.pid] = root
+            for child in root.children(recursive=True):
+                found[child.pid] = child
+        except psutil.NoSuchProcess:
+            pass
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                if any(self.temp_dir in part for part in proc.info["cmdline"] or ()):
+                    found[proc.pid] = proc
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        found.pop(os.getpid(), None)
+        return list(found.values())
+
+    def stop(self):
+        if self.process is None:
+            return
+        procs = self.processes()
+        for proc in procs:
+            try:
+                proc.send_signal(signal.SIGTERM)
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(procs, timeout=15)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=10)
+        self.process.wait(timeout=10)
+        self.process = None
+        self.log.close()
+
+    def job_env(self):
+        return {**self.env, "RAY_ADDRESS": self.dashboard}
+
+    def submit(self, *args, timeout=600, no_wait=False, submission_id=None):
+        """`ray job submit [--no-wait] -- python -m hrnet_eval ARGS`; the finished process."""
+        cli = ["job", "submit"]
+        if no_wait:
+            cli.append("--no-wait")
+        if submission_id:
+            cli += ["--submission-id", submission_id]
+        cmd = ray_cli(*cli, "--", "python", "-m", "hrnet_eval", *map(str, args))
+        return subprocess.run(cmd, env=self.job_env(), capture_output=True, text=True, timeout=timeout)
+
+    def job(self, *args, timeout=120):
+        """`ray job ARGS` (status, stop, logs); the finished process."""
+        return subprocess.run(ray_cli("job", *args), env=self.job_env(), capture_output=True,
+                              text=True, timeout=timeout)

@@ -1,0 +1,215 @@
+"""End to end on a real Ray head (127.0.0.1, 2 logical GPUs): `ray job submit --
+python -m hrnet_eval ...` against counts of the mmpretrain reference on the same files."""
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import psutil
+import pytest
+
+from imageset import read_results, shard_files
+from ray_head import python_env
+
+W18, SSLD = "hrnet-w18", "hrnet-w18-ssld"
+
+
+def job_args(image_set, output, compile_cache, *, models=(W18,), data=None, **options):
+    """CLI arguments of an evaluation of the test image set."""
+    args = ["--models", ",".join(models), "--data", data or image_set.class_folders,
+            "--weights-dir", image_set.weights_dir, "--output", output, "--no-download",
+            "--compile-cache", compile_cache, "--progress-seconds", "0"]
+    defaults = {"batch_size": 4, "shard_size": 8}
+    for key, value in {**defaults, **options}.items():
+        args += ["--" + key.replace("_", "-"), value]
+    return args
+
+
+def assert_counts(output, image_set, models):
+    _, rows = read_results(output)
+    for model in models:
+        row = rows[model]
+        expected = image_set.counts[model]
+        assert (row["top1_hits"], row["top5_hits"], row["images"]) == (
+            expected["top1"], expected["top5"], expected["images"]), model
+    return rows
+
+
+def test_job_reproduces_reference_counts(ray_head, image_set, tmp_path, compile_cache):
+    out = tmp_path / "out"
+    run = ray_head.submit(*job_args(image_set, out, compile_cache, models=(W18, SSLD), workers=2,
+                                    gpus_per_worker=1))
+    assert run.returncode == 0, run.stdout + run.stderr
+    # Labels were chosen so the reference has hits of both kinds: equal counts mean equal predictions.
+    assert image_set.counts[W18]["top1"] > 0
+    assert image_set.counts[W18]["top5"] > image_set.counts[W18]["top1"]
+    rows = assert_counts(out, image_set, (W18, SSLD))
+
+    row = rows[W18]
+    assert row["top1"] == pytest.approx(100.0 * image_set.counts[W18]["top1"] / 24, abs=1e-3)
+    assert (row["published_top1"], row["published_top5"]) == (76.75, 93.44)
+    assert (row["img_size"], row["crop_pct"], row["interpolation"]) == (224, 0.875, "bilinear")
+    assert row["params"] == 21295164 and row["backend"] == "jax"
+    assert row["seconds"] > 0 and row["images_per_second"] > 0
+
+    with open(out / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == ["model", "img_size", "top1", "top1_err", "top5", "top5_err",
+                              "param_count", "crop_pct", "interpolation"]
+    assert {r["model"] for r in table} == {W18, SSLD}
+    markdown = (out / "results.md").read_text()
+    assert "| HRNet-W18\\* | 21.30 | 4.33 | 76.75 |" in markdown
+    assert f"| {row['top1']:.2f} | {row['top1'] - 76.75:+.2f} |" in markdown
+    assert "HRNet-W18 (ssld)\\*" in markdown
+
+    # Three shards per model, each on a worker holding logical GPUs.
+    for model in (W18, SSLD):
+        files = shard_files(out, model)
+        assert [f.stem for f in files] == ["00000000-00000008", "00000008-00000016", "00000016-00000024"]
+    records = [json.loads(f.read_text()) for f in shard_files(out, W18)]
+    assert all(r["worker"]["gpu_ids"] for r in records)
+    # Progress lines with a rate and an ETA reach the job's log.
+    assert "images/s, ETA" in run.stdout
+    assert "24/24 images (100.0%)" in run.stdout
+
+
+@pytest.mark.parametrize(
+    "layout, options",
+    [
+        ("flat", {"workers": 1, "shard_size": 5, "gpus_per_worker": 1}),
+        ("class folders", {"workers": 3, "shard_size": 8, "gpus_per_worker": 0.5, "batch_size": 3}),
+    ],
+    ids=["1-worker-shard-5-flat", "3-workers-half-gpu"],
+)
+def test_counts_do_not_depend_on_workers_or_shards(ray_head, image_set, tmp_path, compile_cache,
+                                                   layout, options):
+    out = tmp_path / "out"
+    data = ["--labels", image_set.labels_file] if layout == "flat" else []
+    args = job_args(image_set, out, compile_cache,
+                    data=image_set.flat if layout == "flat" else None, **options)
+    run = ray_head.submit(*args, *data)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert_counts(out, image_set, (W18,))
+    workers = {json.loads(f.read_text())["worker"]["pid"] for f in shard_files(out, W18)}
+    assert len(workers) <= options["workers"]
+    assert f"{options['workers']} worker(s) ({options['gpus_per_worker']:g} GPU" in run.stdout
+
+
+def test_killed_worker_has_its_shards_redone(ray_head, image_set, tmp_path, compile_cache):
+    out = tmp_path / "out"
+    args = job_args(image_set, out, compile_cache, workers=2, gpus_per_worker=1, shard_size=2,
+                    batch_size=1)
+    cmd = [sys.executable, "-m", "ray.scripts.scripts", "job", "submit", "--",
+           "python", "-m", "hrnet_eval", *map(str, args)]
+    job = subprocess.Popen(cmd, env=ray_head.job_env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    victim = None
+    deadline = time.monotonic() + 400
+    while victim is None and job.poll() is None and time.monotonic() < deadline:
+        if shard_files(out, W18):  # workers are warm: kill one inside a shard
+            for proc in ray_head.processes():
+                try:
+                    if "ray::EvalWorker.evaluate" in " ".join(proc.cmdline()):
+                        proc.send_signal(signal.SIGKILL)
+                        victim = proc.pid
+                        break
+                except psutil.NoSuchProcess:
+                    continue
+        time.sleep(0.05)
+    stdout, _ = job.communicate(timeout=400)
+    assert victim is not None, "no worker was caught inside a shard:\n" + stdout
+    assert job.returncode == 0, stdout
+    lost = re.search(r"died during hrnet-w18 shard (\d{8}-\d{8})", stdout)
+    assert lost, stdout
+    assert_counts(out, image_set, (W18,))
+    records = {f.stem: json.loads(f.read_text()) for f in shard_files(out, W18)}
+    assert len(records) == 12 and sum(r["images"] for r in records.values()) == 24
+    assert records[lost.group(1)]["worker"]["pid"] != victim  # redone by another worker
+
+
+def test_stopped_job_keeps_shards_and_resumes(ray_head, image_set, tmp_path, compile_cache):
+    out = tmp_path / "out"
+    args = job_args(image_set, out, compile_cache, models=(W18, SSLD), workers=1,
+                    gpus_per_worker=1, shard_size=4, batch_size=2)
+    job_id = f"hrnet-eval-stop-{uuid.uuid4().hex[:8]}"
+    submitted = ray_head.submit(*args, no_wait=True, submission_id=job_id)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    deadline = time.monotonic() + 400
+    while not shard_files(out, W18) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert shard_files(out, W18), ray_head.job("logs", job_id).stdout
+    stopped = ray_head.job("stop", job_id)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    status = ray_head.job("status", job_id).stdout
+    assert "STOPPED" in status, status
+    logs = ray_head.job("logs", job_id).stdout
+    assert "stopped: finished shards are kept" in logs
+
+    kept = {f: f.stat().st_mtime_ns for f in shard_files(out, W18) + shard_files(out, SSLD)}
+    assert 0 < len(kept) < 12
+    rerun = ray_head.submit(*args)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "already done in" in rerun.stdout
+    assert_counts(out, image_set, (W18, SSLD))
+    assert all(f.stat().st_mtime_ns == mtime for f, mtime in kept.items())  # not redone
+    assert len(shard_files(out, W18)) + len(shard_files(out, SSLD)) == 12
+
+
+def test_corrupt_image_fails_naming_it_and_skip_corrupt_resumes(ray_head, image_set, tmp_path,
+                                                                compile_cache):
+    data = tmp_path / "val"
+    shutil.copytree(image_set.class_folders, data)
+    last_wnid = sorted(os.listdir(data))[-1]
+    broken = data / last_wnid / sorted(os.listdir(data / last_wnid))[-1]  # in the last shard
+    broken.write_bytes(broken.read_bytes()[:600])  # a truncated JPEG
+    out = tmp_path / "out"
+    args = job_args(image_set, out, compile_cache, data=data, workers=1, gpus_per_worker=1,
+                    shard_size=4)
+
+    failed = ray_head.submit(*args)
+    assert failed.returncode != 0
+    errors = [line for line in failed.stdout.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, failed.stdout
+    assert f"Cannot decode image {broken}" in errors[0] and "--skip-corrupt" in errors[0]
+    assert shard_files(out, W18), "the shards finished before the failure are kept"
+    assert not (out / "results.json").exists()
+
+    resumed = ray_head.submit(*args, "--skip-corrupt")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "already done in" in resumed.stdout
+    assert f"skipped ({W18}): Cannot decode image {broken}" in resumed.stdout
+    _, rows = read_results(out)
+    row = rows[W18]
+    expected = image_set.counts_without(W18, {broken.name})
+    assert (row["top1_hits"], row["top5_hits"], row["images"]) == (
+        expected["top1"], expected["top5"], 23)
+    assert [where for where, _ in row["skipped"]] == [str(broken)]
+    assert "denominator 23 images" in (out / "results.md").read_text()
+
+
+def test_demo_runs_on_its_own_local_cluster(tmp_path, compile_cache):
+    env = python_env()
+    env.pop("RAY_ADDRESS", None)
+    out = tmp_path / "demo"
+    run = subprocess.run(
+        [sys.executable, "-m", "hrnet_eval", "--demo", "--output", str(out), "--local-cpus", "2",
+         "--compile-cache", compile_cache],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "started a local Ray cluster" in run.stdout
+    assert run.stdout.count("These accuracies MEAN NOTHING") == 2  # first and last
+    document, rows = read_results(out)
+    assert document["demo"] is True and rows[W18]["images"] == 8
+    assert "MEAN NOTHING" in (out / "results.md").read_text()
+    records = [json.loads(f.read_text()) for f in shard_files(out, W18)]
+    assert len(records) == 2 and all(r["worker"]["gpu_ids"] == [] for r in records)
+    predictions = {tuple(t) for r in records for t in r["top5_classes"]}
+    assert len(predictions) > 1, "the demo's random weights should depend on the image"
