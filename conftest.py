@@ -42,3 +42,39 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+# Reference checkpoints, made once per test session (mmpretrain, random weights).
+
+
+@pytest.fixture(scope="session")
+def reference_w18():
+    import reference_model
+
+    return reference_model.randomize(reference_model.build_reference("hrnet-w18"), seed=3)
+
+
+@pytest.fixture(scope="session")
+def w18_files(reference_w18, tmp_path_factory):
+    """The W18 reference saved as published (mmcls) and as official/timm with head biases."""
+    import reference_model
+
+    root = tmp_path_factory.mktemp("w18")
+    return {
+        "mmcls": reference_model.save_mmcls(reference_w18, root / "w18_mmcls.pth"),
+        "official": reference_model.save_official(reference_w18, root / "w18_official.pth"),
+    }
+
+
+@pytest.fixture(scope="session")
+def images():
+    import numpy as np
+
+    return np.random.default_rng(0).standard_normal((2, 224, 224, 3)).astype("float32")
+
+
+@pytest.fixture(scope="session")
+def reference_w18_logits(reference_w18, images):
+    import reference_model
+
+    return reference_model.reference_logits(reference_w18, images)

@@ -22,13 +22,20 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def image_set(workdir):
-    """24 JPEGs labelled from the W18 reference; the reference checkpoints converted."""
+def photo_dir(workdir):
+    """24 JPEGs named ILSVRC2012_val_00000001.JPEG ... (no labels)."""
+    write_photos(workdir / "staging", N_IMAGES)
+    return workdir / "staging"
+
+
+@pytest.fixture(scope="session")
+def image_set(workdir, photo_dir):
+    """The 24 JPEGs labelled from the W18 reference; the reference checkpoints converted."""
     from hrnet_keras.checkpoints import convert_checkpoint
     from hrnet_keras.preprocessing import imagenet_classes
 
-    staging = workdir / "staging"
-    names = write_photos(staging, N_IMAGES)
+    staging = photo_dir
+    names = sorted(os.listdir(staging))
     x = reference_model.reference_pipeline([staging / n for n in names])
     weights_dir = workdir / "weights"
     top5 = {}

@@ -43,7 +43,13 @@ def python_env():
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env["KERAS_BACKEND"] = "jax"
-    env.update({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+    env.update({
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # Keep every Ray process on 127.0.0.1: without this Ray resolves the node to the
+        # outside interface, even with --node-ip-address 127.0.0.1.
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    })
     return env
 
 
@@ -149,7 +155,8 @@ class RayHead:
         cmd = ray_cli(*cli, "--", "python", "-m", "hrnet_eval", *map(str, args))
         return subprocess.run(cmd, env=self.job_env(), capture_output=True, text=True, timeout=timeout)
 
-    def job(self, *args, timeout=120):
-        """`ray job ARGS` (status, stop, logs); the finished process."""
-        return subprocess.run(ray_cli("job", *args), env=self.job_env(), capture_output=True,
-                              text=True, timeout=timeout)
+    def client(self):
+        """The job SDK client (quicker than a `ray job` process for status/stop/logs)."""
+        from ray.job_submission import JobSubmissionClient
+
+        return JobSubmissionClient(self.dashboard)

@@ -62,3 +62,29 @@ def test_decode_predictions_names_imagenet_classes():
     assert top[1][0][:2] == ("n02099601", "golden retriever")
     with pytest.raises(ValueError, match=r"\(batch, 1000\)"):
         decode_predictions(np.zeros((2, 10)))
+
+
+SAMPLE_PHOTOS = ["rocket.jpg", "hubble_deep_field.jpg", "retina.jpg", "chelsea.png",
+                 "coffee.png", "astronaut.png", "camera.png"]
+
+
+def _sample_photos(tmp_path):
+    import os
+
+    import skimage.data
+
+    root = os.path.dirname(skimage.data.__file__)
+    paths = [os.path.join(root, name) for name in SAMPLE_PHOTOS]
+    # and a JPEG of a size whose crop offsets round (ImageNet's 500x375 is common)
+    Image.open(paths[3]).convert("RGB").resize((500, 375)).save(tmp_path / "cat.JPEG", quality=92)
+    return paths + [str(tmp_path / "cat.JPEG")]
+
+
+def test_pipeline_equals_mmpretrain_on_real_photos(tmp_path):
+    import reference_model
+
+    paths = _sample_photos(tmp_path)
+    ours = preprocess_input(np.stack([load_image(p) for p in paths]), data_format="channels_last")
+    theirs = reference_model.reference_pipeline(paths)
+    assert ours.shape == theirs.shape == (len(paths), 224, 224, 3)
+    assert np.abs(ours - theirs).max() <= 1e-4

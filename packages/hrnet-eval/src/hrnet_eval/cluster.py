@@ -5,9 +5,12 @@ import math
 import os
 
 LOCAL_ENV = {
-    # A private local cluster: no token to manage, nothing reported home.
+    # A private local cluster: no token to manage, nothing reported home, and
+    # reachable on the loopback address only (Ray otherwise resolves the node
+    # to the outside interface, even for 127.0.0.1).
     "RAY_AUTH_MODE": "disabled",
     "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
 }
 
 

@@ -1,0 +1,81 @@
+"""Merging shard records; results.md / .json / .csv; progress lines."""
+
+import csv
+import json
+
+import pytest
+
+from hrnet_eval import results
+from hrnet_eval.progress import Progress
+
+
+def record(start, end, top1, top5, seconds=2.0, skipped=()):
+    return {"start": start, "end": end, "images": end - start - len(skipped), "top1": top1,
+            "top5": top5, "seconds": seconds, "skipped": [list(s) for s in skipped]}
+
+
+META = {"data": "/data/val", "layout": "class folders", "images": 50000, "backend": "jax",
+        "shard_size": 500, "finished": "2026-01-01T00:00:00+00:00", "banner": None}
+
+
+@pytest.fixture()
+def rows():
+    w18 = [record(0, 25000, 19190, 23360, 10.0), record(25000, 50000, 19185, 23360, 15.0)]
+    ssld = [record(0, 3, 2, 3, 1.0, skipped=[("/data/val/n1/x.JPEG", "Cannot decode image x")])]
+    return [results.make_row("hrnet-w18", w18, backend="jax", weights="/w/hrnet-w18.weights.h5"),
+            results.make_row("hrnet-w18-ssld", ssld, backend="jax", weights="/w/ssld.weights.h5")]
+
+
+def test_rows_merge_counts_beside_published_figures(rows):
+    w18, ssld = rows
+    assert (w18["images"], w18["top1_hits"], w18["top5_hits"]) == (50000, 38375, 46720)
+    assert (w18["top1"], w18["top5"]) == (76.75, 93.44)
+    assert (w18["published_top1"], w18["published_top5"]) == (76.75, 93.44)
+    assert (w18["params"], w18["flops"]) == (21295164, 4330397932)
+    assert (w18["seconds"], w18["images_per_second"]) == (25.0, 2000.0)
+    assert ssld["images"] == 2 and ssld["top1"] == 100.0 and len(ssld["skipped"]) == 1
+
+
+def test_result_files(rows, tmp_path):
+    md, js, cs = results.write(tmp_path, rows, META)
+    document = json.loads(js.read_text())
+    assert document["demo"] is False and document["images"] == 50000
+    required = {"name", "top1", "top5", "images", "published_top1", "published_top5", "params",
+                "flops", "img_size", "crop_pct", "interpolation", "backend", "seconds",
+                "images_per_second"}
+    assert required <= set(document["models"][0])
+    with open(cs) as f:
+        table = list(csv.reader(f))
+    assert table[0] == ["model", "img_size", "top1", "top1_err", "top5", "top5_err",
+                        "param_count", "crop_pct", "interpolation"]
+    assert table[1] == ["hrnet-w18", "224", "76.750", "23.250", "93.440", "6.560", "21.30",
+                        "0.875", "bilinear"]
+    text = md.read_text()
+    assert ("| HRNet-W18\\* | 21.30 | 4.33 | 76.75 | 76.75 | +0.00 | 93.44 | 93.44 | +0.00 | 50000 "
+            "| [config](https://github.com/open-mmlab/mmclassification/blob/master/configs/hrnet/"
+            "hrnet-w18_4xb32_in1k.py) | [model](https://download.openmmlab.com/") in text
+    assert "| HRNet-W18 (ssld)\\* | 21.30 | 4.33 | 81.06 | 100.00 | +18.94 |" in text
+    assert "hrnet-w18-ssld: 1 skipped; denominator 2 images" in text
+    assert "`/data/val/n1/x.JPEG`: Cannot decode image x" in text
+    assert "MEAN NOTHING" not in text
+    demo = results.markdown(rows, {**META, "banner": "DEMO ... MEAN NOTHING"})
+    assert demo.startswith("```\nDEMO ... MEAN NOTHING\n```")
+
+
+def test_progress_lines_give_rate_and_eta():
+    now = [100.0]
+    lines = []
+    progress = Progress({"hrnet-w18": 1000}, {"hrnet-w18": 200}, interval=5, clock=lambda: now[0],
+                        out=lambda text, flush: lines.append(text))
+    progress.add("hrnet-w18", 100)  # first shard of this run: no rate yet
+    now[0] = 102.0
+    progress.add("hrnet-w18", 100)  # too soon for another line
+    now[0] = 110.0
+    progress.add("hrnet-w18", 300)  # 400 images in 10 s since the first shard
+    now[0] = 112.0
+    progress.add("hrnet-w18", 300)  # finished: always printed
+    assert lines == [
+        "[hrnet-w18] 300/1000 images (30.0%)",
+        "[hrnet-w18] 700/1000 images (70.0%), 40.0 images/s, ETA 0:00:08",
+        "[hrnet-w18] 1000/1000 images (100.0%), 58.3 images/s",
+    ]

@@ -1,0 +1,66 @@
+"""Finished shards on disk, and the plan that resumes from them."""
+
+import json
+import os
+
+from hrnet_eval.data import Dataset, Item
+from hrnet_eval.job import plan
+from hrnet_eval.store import ShardStore, Unit
+from hrnet_eval.worker import ModelSpec
+
+
+def result(images=4, top1=1, top5=2, skipped=()):
+    return {"images": images, "top1": top1, "top5": top5, "labels": [0] * images,
+            "top5_classes": [[0, 1, 2, 3, 4]] * images, "skipped": list(skipped), "seconds": 0.5}
+
+
+def dataset(n=10, label=0):
+    items = tuple(Item(f"ILSVRC2012_val_{i + 1:08d}.JPEG", label, f"/data/{i}.JPEG") for i in range(n))
+    return Dataset(items, "flat", "/data")
+
+
+def test_save_is_atomic_and_load_checks_the_key(tmp_path):
+    store = ShardStore(tmp_path)
+    unit = Unit("hrnet-w18", 8, 16)
+    assert unit.shard_id == "00000008-00000016" and unit.size == 8
+    assert store.load(unit, {"k": 1}) is None
+    record = store.save(unit, {"k": 1}, result())
+    path = tmp_path / "shards" / "hrnet-w18" / "00000008-00000016.json"
+    assert os.listdir(path.parent) == [path.name]  # no temporary file left
+    assert json.loads(path.read_text()) == record
+    assert (record["model"], record["start"], record["end"]) == ("hrnet-w18", 8, 16)
+    assert store.load(unit, {"k": 1}) == record
+    assert store.load(unit, {"k": 2}) is None  # other data, weights or backend: redo
+    path.write_text('{"model": "hrnet-w18", "sta')  # cut short by something else
+    assert store.load(unit, {"k": 1}) is None
+
+
+def test_plan_resumes_only_matching_shards(tmp_path):
+    store = ShardStore(tmp_path)
+    data = dataset(10)
+    specs = {"hrnet-w18": ModelSpec("hrnet-w18", "/w/hrnet-w18.weights.h5", "sha256:aa")}
+    done, pending, keys = plan(["hrnet-w18"], data, store, specs, "jax", 4, False)
+    assert [(u.start, u.end) for u in pending["hrnet-w18"]] == [(0, 4), (4, 8), (8, 10)]
+    assert done["hrnet-w18"] == []
+    first, second, third = pending["hrnet-w18"]
+    store.save(first, keys[first], result())
+    store.save(second, keys[second], result(skipped=[["/data/5.JPEG", "Cannot decode"]]))
+
+    done, pending, _ = plan(["hrnet-w18"], data, store, specs, "jax", 4, False)
+    assert [r["start"] for r in done["hrnet-w18"]] == [0]
+    assert pending["hrnet-w18"] == [second, third]  # a shard that skipped images is redone
+    done, pending, _ = plan(["hrnet-w18"], data, store, specs, "jax", 4, True)
+    assert [r["start"] for r in done["hrnet-w18"]] == [0, 4] and pending["hrnet-w18"] == [third]
+
+    # Another backend, other weights, or other labels: nothing reused.
+    other_weights = {"hrnet-w18": ModelSpec("hrnet-w18", "/w/hrnet-w18.weights.h5", "sha256:bb")}
+    for args in ((data, specs, "torch"), (data, other_weights, "jax"), (dataset(10, label=3), specs, "jax")):
+        done, pending, _ = plan(["hrnet-w18"], args[0], store, args[1], args[2], 4, True)
+        assert done["hrnet-w18"] == [] and len(pending["hrnet-w18"]) == 3
+    # Another shard size: other ranges, so nothing reused either.
+    done, pending, _ = plan(["hrnet-w18"], data, store, specs, "jax", 5, True)
+    assert done["hrnet-w18"] == [] and len(pending["hrnet-w18"]) == 2
+
+
+def test_unit_prints_its_model_and_range():
+    assert str(Unit("hrnet-w48-ssld", 0, 500)) == "hrnet-w48-ssld shard 00000000-00000500"
