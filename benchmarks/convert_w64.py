@@ -69,6 +69,7 @@ def main():
         convert_checkpoint(ckpt, "hrnet-w64", args.keep or work)
         convert_s = time.perf_counter() - t0
     grown = rss.peak - rss.base
+    phases = _phases(ckpt, work)
     print(f"backend            {keras.backend.backend()}")
     print(f"checkpoint         {size / 2**20:.0f} MiB")
     print(f"torch.load         {load_s:.2f} s (reference)")
@@ -76,6 +77,30 @@ def main():
           f"  (goal <= 30 s)")
     print(f"peak RSS growth    {grown / 2**20:.0f} MiB = {grown / size:.2f}x the checkpoint"
           f"  (goal <= 3x; process RSS before: {rss.base / 2**20:.0f} MiB)")
+    print("where the time goes (a second conversion, step by step):")
+    for step, seconds in phases.items():
+        print(f"  {step:<22}{seconds:6.2f} s")
+
+
+def _phases(ckpt, work):
+    """The steps of `convert_checkpoint`, timed one by one."""
+    from hrnet_keras import create_model
+    from hrnet_keras.checkpoints import load_checkpoint_into
+
+    times = {}
+    t0 = time.perf_counter()
+    model = create_model("hrnet-w64")
+    times["build Keras model"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    load_checkpoint_into(model, ckpt, "hrnet-w64")
+    times["read + map + assign"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model.save_weights(os.path.join(work, "phase.weights.h5"))
+    times["save .weights.h5"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model.save(os.path.join(work, "phase.keras"))
+    times["save .keras"] = time.perf_counter() - t0
+    return times
 
 
 if __name__ == "__main__":

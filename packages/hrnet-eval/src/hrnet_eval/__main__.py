@@ -13,7 +13,6 @@ shard is saved under OUTPUT/shards at once: rerunning the same command resumes.
 
 import argparse
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -188,7 +187,7 @@ def parse_args(argv):
 
 def main(argv=None):
     from hrnet_eval import job
-    from hrnet_eval.cluster import ClusterError
+    from hrnet_eval.cluster import ClusterError, stop_on_sigterm
     from hrnet_eval.data import DataError
     from hrnet_eval.demo import DemoError
     from hrnet_eval.images import ImageError
@@ -200,7 +199,7 @@ def main(argv=None):
         print(list_rows())
         return 0
     kept = f"finished shards are kept in {Path(args.output).resolve() / 'shards'}"
-    signal.signal(signal.SIGTERM, _stop)
+    stop_on_sigterm()
     try:
         job.run(args)
     except ImageError as exc:
@@ -216,10 +215,6 @@ def main(argv=None):
     finally:
         _shutdown_ray()
     return 0
-
-
-def _stop(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _shutdown_ray():

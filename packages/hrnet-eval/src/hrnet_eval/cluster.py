@@ -3,6 +3,7 @@
 import logging
 import math
 import os
+import signal
 
 LOCAL_ENV = {
     # A private local cluster: no token to manage, nothing reported home, and
@@ -18,6 +19,16 @@ class ClusterError(RuntimeError):
     """The cluster cannot host the workers asked for."""
 
 
+def stop_on_sigterm():
+    """Turn SIGTERM (`ray job stop`, `kill`) into KeyboardInterrupt, so the driver stops
+    cleanly; Ray's own handler, installed by `ray.init`, only logs a stack and dies."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def connect(address=None, *, num_cpus=None):
     """Join the cluster at `address` / $RAY_ADDRESS (as under `ray job submit`),
     else start a private local one. Returns a short description."""
@@ -28,17 +39,20 @@ def connect(address=None, *, num_cpus=None):
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
-        return f"joined the Ray cluster at {address}"
-    for key, value in LOCAL_ENV.items():
-        os.environ.setdefault(key, value)
-    ray.init(
-        address="local",
-        include_dashboard=False,
-        num_cpus=num_cpus,
-        logging_level=logging.WARNING,
-        log_to_driver=True,
-    )
-    return "started a local Ray cluster (no RAY_ADDRESS given)"
+        description = f"joined the Ray cluster at {address}"
+    else:
+        for key, value in LOCAL_ENV.items():
+            os.environ.setdefault(key, value)
+        ray.init(
+            address="local",
+            include_dashboard=False,
+            num_cpus=num_cpus,
+            logging_level=logging.WARNING,
+            log_to_driver=True,
+        )
+        description = "started a local Ray cluster (no RAY_ADDRESS given)"
+    stop_on_sigterm()
+    return description
 
 
 def cluster_totals():

@@ -1,18 +1,23 @@
 """Dispatch (model, shard) units to Ray actors; redo the units of workers that die.
 
-Every requested model's units are queued at once. A worker keeps its model
-while that model has units left, then takes the model with the most work
-left per worker. Each worker has `depth` units in flight (the next one decodes
-while the current one runs). A unit whose worker died goes back to the front
-of the queue and its worker is replaced; a unit's result is accepted once, when
-its call returns, so nothing is counted twice.
+Every requested model's units are queued at once. A new worker first loads a
+model (the one with the most work left per worker) and gets units only once
+it is ready, so a slow or replaced worker holds no work hostage. A worker
+keeps its model while that model has units left, then takes another. Each
+ready worker has `depth` units in flight (the next one decodes while the
+current one runs). A unit whose worker died goes back to the front of the
+queue and the worker is replaced; a unit's result is accepted once, when its
+call returns, so nothing is counted twice.
 """
 
 import collections
 import dataclasses
+import time
 
 from hrnet_eval.images import ImageError
 from hrnet_eval.worker import EvalWorker
+
+LOAD = None  # the "unit" of a model-loading call
 
 
 class EvalError(RuntimeError):
@@ -24,9 +29,10 @@ class Slot:
     """A worker position: its current actor (replaced when it dies) and model."""
 
     index: int
-    actor: object
+    actor: object = None
     generation: int = 0
     model: str | None = None
+    ready: bool = False
 
 
 def one_line(exc):
@@ -40,8 +46,8 @@ class Scheduler:
     """Runs `pending` units ({model: [Unit]}) on `workers` actors; results go to `on_result`."""
 
     def __init__(self, *, specs, items, pending, work_per_image, workers, actor_options,
-                 worker_args, on_result, skip_corrupt=False, log=print,
-                 depth=2, max_attempts=3, poll_seconds=5.0):
+                 worker_args, on_result, skip_corrupt=False, log=print, depth=2,
+                 max_attempts=3, poll_seconds=1.0, stall_seconds=120.0):
         self.specs = specs
         self.items = items
         self.pending = {m: collections.deque(units) for m, units in pending.items()}
@@ -54,27 +60,52 @@ class Scheduler:
         self.log = log
         self.depth = depth
         self.max_attempts = max_attempts
+        self.max_deaths = 2 * workers + 1
         self.poll_seconds = poll_seconds
+        self.stall_seconds = stall_seconds
         self.attempts = collections.Counter()
+        self.deaths = 0
         self.slots = []
-        self.inflight = {}  # ObjectRef -> (slot, generation, unit)
+        self.inflight = {}  # ObjectRef -> (slot, generation, unit or LOAD)
 
     def run(self):
-        """Dispatch until every unit is done; raises `EvalError` on a failure."""
+        """Dispatch until every unit is done; raises `EvalError` or `ImageError` on a failure."""
         import ray
 
         remote = ray.remote(EvalWorker).options(**self.actor_options)
         self._new_actor = lambda: remote.remote(*self.worker_args)
         try:
-            self.slots = [Slot(i, self._new_actor()) for i in range(self.workers)]
-            while any(self.pending.values()) or self.inflight:
+            self.slots = [Slot(i) for i in range(self.workers)]
+            for slot in self.slots:
+                self._start(slot)
+            last_news = time.monotonic()
+            while any(self.pending.values()) or any(u is not LOAD for _, _, u in self.inflight.values()):
                 self._fill()
                 ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=self.poll_seconds)
                 for ref in ready:
                     self._collect(ref)
+                if ready:
+                    last_news = time.monotonic()
+                elif time.monotonic() - last_news > self.stall_seconds:
+                    self.log(f"no worker has finished anything for {self.stall_seconds:.0f} s "
+                             f"({sum(s.ready for s in self.slots)} of {self.workers} ready); "
+                             "waiting for the cluster", flush=True)
+                    last_news = time.monotonic()
         finally:
             for slot in self.slots:
-                ray.kill(slot.actor)
+                if slot.actor is not None:
+                    ray.kill(slot.actor)
+
+    def _start(self, slot):
+        """Give `slot` a new actor and have it load the model it should take."""
+        slot.actor = self._new_actor()
+        slot.ready = False
+        slot.model = self._choose(slot)
+        if slot.model is None:  # nothing left to do: an idle worker
+            slot.ready = True
+            return
+        ref = slot.actor.load.remote(self.specs[slot.model])
+        self.inflight[ref] = (slot, slot.generation, LOAD)
 
     def _collect(self, ref):
         import ray
@@ -89,40 +120,43 @@ class Scheduler:
         except RayTaskError as exc:
             if isinstance(exc.cause, ImageError):
                 raise ImageError(str(exc.cause)) from None
-            raise EvalError(f"{unit} failed: {one_line(exc)}") from None
+            what = f"loading {slot.model}" if unit is LOAD else str(unit)
+            raise EvalError(f"{what} failed: {one_line(exc)}") from None
         except RayError as exc:
-            raise EvalError(f"{unit} failed: {one_line(exc)}") from None
-        self.on_result(unit, result)
+            raise EvalError(f"{unit or slot.model} failed: {one_line(exc)}") from None
+        if unit is LOAD:
+            slot.ready = True
+        else:
+            self.on_result(unit, result)
 
     def _worker_lost(self, slot, generation, unit, exc):
         import ray
 
-        self.attempts[unit] += 1
-        if self.attempts[unit] >= self.max_attempts:
-            raise EvalError(
-                f"{unit} lost its worker {self.attempts[unit]} times; giving up "
-                f"(last: {one_line(exc)})."
-            )
-        self.pending[unit.model].appendleft(unit)
-        if generation == slot.generation:  # first news of this actor's death
-            self.log(
-                f"worker {slot.index} died during {unit} ({one_line(exc)}); "
-                "its shards go back in the queue, starting a new worker",
-                flush=True,
-            )
-            ray.kill(slot.actor)
-            slot.actor = self._new_actor()
-            slot.generation += 1
-            slot.model = None
-        else:
+        if unit is not LOAD:
+            self.attempts[unit] += 1
+            if self.attempts[unit] >= self.max_attempts:
+                raise EvalError(f"{unit} lost its worker {self.attempts[unit]} times; giving up "
+                                f"(last: {one_line(exc)}).")
+            self.pending[unit.model].appendleft(unit)
+        if generation != slot.generation:  # the death was already handled
             self.log(f"{unit} requeued (its worker died)", flush=True)
+            return
+        self.deaths += 1
+        if self.deaths > self.max_deaths:
+            raise EvalError(f"workers died {self.deaths} times; giving up (last: {one_line(exc)}).")
+        doing = f"loading {slot.model}" if unit is LOAD else f"during {unit}"
+        self.log(f"worker {slot.index} died {doing} ({one_line(exc)}); its shards go back in "
+                 "the queue, starting a new worker", flush=True)
+        ray.kill(slot.actor)
+        slot.generation += 1
+        self._start(slot)
 
     def _busy(self, slot):
         return sum(1 for s, g, _ in self.inflight.values() if s is slot and g == slot.generation)
 
     def _fill(self):
         for slot in self.slots:
-            while self._busy(slot) < self.depth:
+            while slot.ready and self._busy(slot) < self.depth:
                 model = self._choose(slot)
                 if model is None:
                     return

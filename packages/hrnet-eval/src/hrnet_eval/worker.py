@@ -49,6 +49,12 @@ class EvalWorker:
         self.model = None
         self.device = None
 
+    def load(self, spec):
+        """Build and warm up model `spec` (compiling it); returns `describe()`."""
+        with self.model_lock:
+            self._ensure_model(spec)
+        return self.describe()
+
     def evaluate(self, spec, items, skip_corrupt=False):
         """Counts and top-5 classes of `items` under model `spec`.
 

@@ -88,16 +88,14 @@ def assign_state(model, state, *, source="checkpoint", expected_width=None):
         raise CheckpointError(
             f"{source} lacks {len(missing)} tensor(s) the model needs, first: {missing[0]}."
         )
-    values = []
-    for variable, key, transform in entries:
-        value = transform(np.asarray(state[key]))
-        if tuple(value.shape) != tuple(variable.shape):
+    for variable, key, transform in entries:  # shapes first: fail before any change
+        shape = transform(np.broadcast_to(np.int8(0), state[key].shape)).shape  # no copy
+        if shape != tuple(variable.shape):
             raise CheckpointError(
                 f"{source}: tensor {key} has shape {tuple(state[key].shape)}, the Keras "
                 f"variable {variable.path} needs {tuple(variable.shape)} "
                 "(after the torch->Keras transpose)."
             )
-        values.append((variable, value))
     used = {key for _, key, _ in entries}
     used |= {
         f"{torch_prefix(layer.name)}.num_batches_tracked"
@@ -112,6 +110,6 @@ def assign_state(model, state, *, source="checkpoint", expected_width=None):
             f"{unused[0]}. (Converting a classifier checkpoint needs include_top=True "
             "and the same number of classes.)"
         )
-    for variable, value in values:
-        variable.assign(value.astype(variable.dtype))
-    return len(values)
+    for variable, key, transform in entries:  # one tensor at a time keeps memory flat
+        variable.assign(transform(np.asarray(state[key])).astype(variable.dtype))
+    return len(entries)
