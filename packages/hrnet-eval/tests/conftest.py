@@ -31,20 +31,24 @@ def photo_dir(workdir):
 @pytest.fixture(scope="session")
 def image_set(workdir, photo_dir):
     """The 24 JPEGs labelled from the W18 reference; the reference checkpoints converted."""
-    from hrnet_keras.checkpoints import convert_checkpoint
+    import hrnet_keras
+    from hrnet_keras.checkpoints import load_checkpoint_into
+    from hrnet_keras.configs import get_preset
     from hrnet_keras.preprocessing import imagenet_classes
 
     staging = photo_dir
     names = sorted(os.listdir(staging))
     x = reference_model.reference_pipeline([staging / n for n in names])
     weights_dir = workdir / "weights"
+    weights_dir.mkdir()
+    keras_model = hrnet_keras.create_model("hrnet-w18")  # both rows share the architecture
     top5 = {}
     for name, seed in MODELS.items():
         model = reference_model.randomize(reference_model.build_reference(name), seed)
         top5[name] = reference_model.predict_topk(model, x, k=5).tolist()
         pth = reference_model.save_mmcls(model, workdir / f"{name}.pth")
-        convert_checkpoint(pth, name, weights_dir)
-        (weights_dir / f"{name}.keras").unlink()  # only the .weights.h5 is used
+        load_checkpoint_into(keras_model, pth, name)  # the converter's reading of the .pth
+        keras_model.save_weights(str(weights_dir / get_preset(name).keras_weights))
     labels = choose_labels(top5["hrnet-w18"])
     wnids = [imagenet_classes()[y][0] for y in labels]
 
