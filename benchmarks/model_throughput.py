@@ -41,6 +41,7 @@ def measure_one(backend, name, batch, repeats, threads):
     import reference_model
 
     from hrnet_keras import create_model
+    from hrnet_keras.inference import fold_batchnorm
 
     x = np.random.default_rng(0).standard_normal((batch, 224, 224, 3)).astype("float32")
     ref = reference_model.build_reference(name)
@@ -53,6 +54,15 @@ def measure_one(backend, name, batch, repeats, threads):
     result = {"backend": backend, "model": name, "batch": batch}
     result["torch_eager"] = _median_rate(torch_eager, batch, repeats)
     model = create_model(name, classifier_activation=None)
+    for label, variant in (("keras", model), ("keras_folded_bn", fold_batchnorm(model))):
+        result[label] = _median_rate(_runner(backend, variant, x), batch, repeats)
+    result["ratio"] = result["keras"] / result["torch_eager"]
+    result["ratio_folded_bn"] = result["keras_folded_bn"] / result["torch_eager"]
+    print(json.dumps(result), flush=True)
+
+
+def _runner(backend, model, x):
+    """A no-argument callable running one compiled (JAX, TF) or eager (torch) batch."""
     if backend == "jax":
         import jax
 
@@ -62,22 +72,21 @@ def measure_one(backend, name, batch, repeats, threads):
 
         tv = [v.value for v in model.trainable_variables]
         ntv = [v.value for v in model.non_trainable_variables]
-        run = lambda: infer(tv, ntv, x).block_until_ready()  # noqa: E731
-    elif backend == "tensorflow":
+        return lambda: infer(tv, ntv, x).block_until_ready()
+    if backend == "tensorflow":
         import tensorflow as tf
 
         fn = tf.function(lambda inputs: model(inputs, training=False), jit_compile=True)
-        run = lambda: fn(x).numpy()  # noqa: E731
-    else:
-        xk = torch.from_numpy(x)
+        return lambda: fn(x).numpy()
+    import torch
 
-        def run():
-            with torch.no_grad():
-                model(xk, training=False)
+    xk = torch.from_numpy(x)
 
-    result["keras"] = _median_rate(run, batch, repeats)
-    result["ratio"] = result["keras"] / result["torch_eager"]
-    print(json.dumps(result), flush=True)
+    def run():
+        with torch.no_grad():
+            model(xk, training=False)
+
+    return run
 
 
 def main():
@@ -109,8 +118,10 @@ def main():
                     continue
                 rows.append(json.loads(lines[-1]))
                 r = rows[-1]
-                print(f"{name:<10} bs{batch:<3} {backend:<11} keras {r['keras']:7.2f} img/s   "
-                      f"torch eager {r['torch_eager']:7.2f} img/s   ratio {r['ratio']:.2f}x", flush=True)
+                print(f"{name:<10} bs{batch:<3} {backend:<11} torch eager {r['torch_eager']:6.2f} img/s"
+                      f"   keras {r['keras']:6.2f} ({r['ratio']:.2f}x)"
+                      f"   keras+folded BN {r['keras_folded_bn']:6.2f} ({r['ratio_folded_bn']:.2f}x)",
+                      flush=True)
     return rows
 
 

@@ -35,3 +35,9 @@ def test_w48_ssld_logits_equal_the_reference(tmp_path, images):
     diff = float(np.abs(keras.ops.convert_to_numpy(model(images[:1], training=False)) - want).max())
     print(f"{keras.backend.backend()} hrnet-w48-ssld: max |diff| {diff:.2e}")
     assert diff <= TOLERANCE
+
+
+def test_this_process_runs_the_backend_pants_asked_for():
+    import os
+
+    assert keras.backend.backend() == os.environ["KERAS_BACKEND"]
