@@ -146,3 +146,32 @@ def predict_topk(model, images_nhwc, k=5, batch_size=16):
         logits = reference_logits(model, images_nhwc[start : start + batch_size])
         tops.append(np.argsort(-logits, axis=1, kind="stable")[:, :k])
     return np.concatenate(tops)
+
+
+def make_discriminative(model, images_nhwc, spread=3.0):
+    """Make a randomised model's predictions differ from image to image.
+
+    Random BatchNorm statistics let constant offsets drown the input after a few
+    dozen layers, so every image gets the same classes. This sets every BatchNorm's
+    running statistics to those of `images_nhwc` (preprocessed, NHWC) and centres
+    the classifier on their mean feature, its logits scaled to a std of `spread`.
+    """
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(np.transpose(images_nhwc, (0, 3, 1, 2))))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    with torch.no_grad():
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # a plain average over the batches seen: here, one
+        model.train()
+        model(x, mode="tensor")
+        model.eval()
+        for norm in norms:
+            norm.momentum = 0.1
+        features = model.extract_feat(x)[-1]
+        fc = model.head.fc
+        centred = (features - features.mean(dim=0)) @ fc.weight.T
+        fc.weight.mul_(spread / centred.std())
+        fc.bias.copy_(-(features.mean(dim=0) @ fc.weight.T))
+    return model

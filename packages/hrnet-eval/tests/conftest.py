@@ -5,6 +5,7 @@ import os
 import shutil
 import tempfile
 
+import numpy as np
 import pytest
 
 import reference_model
@@ -42,14 +43,16 @@ def image_set(workdir, photo_dir):
     weights_dir = workdir / "weights"
     weights_dir.mkdir()
     keras_model = hrnet_keras.create_model("hrnet-w18")  # both rows share the architecture
-    top5 = {}
+    top5, logits = {}, {}
     for name, seed in MODELS.items():
         model = reference_model.randomize(reference_model.build_reference(name), seed)
-        top5[name] = reference_model.predict_topk(model, x, k=5).tolist()
+        reference_model.make_discriminative(model, x)  # predictions differ by image
+        logits[name] = reference_model.reference_logits(model, x)
+        top5[name] = np.argsort(-logits[name], axis=1, kind="stable")[:, :5].tolist()
         pth = reference_model.save_mmcls(model, workdir / f"{name}.pth")
         load_checkpoint_into(keras_model, pth, name)  # the converter's reading of the .pth
         keras_model.save_weights(str(weights_dir / get_preset(name).keras_weights))
-    labels = choose_labels(top5["hrnet-w18"])
+    labels = choose_labels(logits["hrnet-w18"])
     wnids = [imagenet_classes()[y][0] for y in labels]
 
     class_folders, flat = workdir / "val", workdir / "flat"

@@ -1,7 +1,6 @@
 """Joining Ray, sizing the workers, and their process environment."""
 
 import logging
-import math
 import os
 import signal
 
@@ -55,47 +54,59 @@ def connect(address=None, *, num_cpus=None):
     return description
 
 
-def cluster_totals():
-    """(CPUs, GPUs) of the whole cluster."""
+def node_resources():
+    """(CPUs, GPUs) of each alive node."""
     import ray
 
-    resources = ray.cluster_resources()
-    return float(resources.get("CPU", 0)), float(resources.get("GPU", 0))
+    return [
+        (float(node["Resources"].get("CPU", 0)), float(node["Resources"].get("GPU", 0)))
+        for node in ray.nodes()
+        if node.get("Alive")
+    ]
 
 
-def size_workers(workers, gpus_per_worker, cpus_per_worker, *, total_cpus, total_gpus, units):
-    """(workers, gpus_per_worker, cpus_per_worker) filled in and checked against the cluster.
+CPUS_PER_CPU_WORKER = 8  # default share of a CPU-only worker
 
-    GPUs: one worker per `gpus_per_worker` share (default 1 when the cluster has
-    GPUs, else CPU workers). CPUs: the cluster's CPUs split evenly.
+
+def size_workers(workers, gpus_per_worker, cpus_per_worker, *, nodes, units):
+    """(workers, gpus_per_worker, cpus_per_worker), defaults filled in from `nodes`
+    ((CPUs, GPUs) per node) and checked against what the nodes can hold.
+
+    GPU workers: one per `gpus_per_worker` share of each node's GPUs (default share
+    1 when the cluster has GPUs, else CPU workers). CPU workers: one per 8 CPUs. The
+    CPUs of the nodes used are split evenly between the workers (fractions below 1).
     """
+    total_gpus = sum(g for _, g in nodes)
     if gpus_per_worker is None:
         gpus_per_worker = 1.0 if total_gpus >= 1 else 0.0
-    if gpus_per_worker < 0:
-        raise ClusterError(f"--gpus-per-worker must be 0 or more, got {gpus_per_worker}.")
     if gpus_per_worker > 0 and total_gpus == 0:
-        raise ClusterError(
-            "The Ray cluster has no GPUs: run CPU workers with --gpus-per-worker 0."
-        )
-    if workers is None:
-        if gpus_per_worker > 0:
-            workers = int(math.floor(total_gpus / gpus_per_worker + 1e-9))
-        else:
-            workers = max(1, int(total_cpus // 8))
-    workers = max(1, min(workers, units))
-    if gpus_per_worker * workers > total_gpus + 1e-9:
-        raise ClusterError(
-            f"{workers} workers x {gpus_per_worker:g} GPUs need {workers * gpus_per_worker:g} "
-            f"GPUs; the cluster has {total_gpus:g}. Lower --workers or --gpus-per-worker."
-        )
+        raise ClusterError("The Ray cluster has no GPUs: run CPU workers with --gpus-per-worker 0.")
+    if gpus_per_worker > 0:
+        slots = [(c, int(g / gpus_per_worker + 1e-9)) for c, g in nodes]
+    else:
+        slots = [(c, max(1, int(c // CPUS_PER_CPU_WORKER))) for c, _ in nodes if c > 0]
+    slots = [(c, n) for c, n in slots if n > 0]
+    if not slots:
+        raise ClusterError(f"No node has {gpus_per_worker:g} GPUs free for a worker: "
+                           "lower --gpus-per-worker.")
     if cpus_per_worker is None:
-        cpus_per_worker = max(1, int(total_cpus // workers)) if total_cpus >= workers else total_cpus / workers
-    if cpus_per_worker <= 0 or cpus_per_worker * workers > total_cpus + 1e-9:
+        share = (sum(c for c, _ in slots) / workers if workers
+                 else min(c / n for c, n in slots))
+        cpus_per_worker = float(int(share)) if share >= 1 else share
+    if gpus_per_worker == 0:  # CPU workers: as many as the CPUs hold
+        slots = [(c, int(c / cpus_per_worker + 1e-9)) for c, _ in slots]
+    else:  # GPU workers need their CPUs on the same node
+        slots = [(c, min(n, int(c / cpus_per_worker + 1e-9))) for c, n in slots]
+    capacity = sum(n for _, n in slots)
+    if workers is None:
+        workers = capacity
+    if capacity < 1 or workers > capacity:
+        kind = f"{gpus_per_worker:g} GPUs and " if gpus_per_worker else ""
         raise ClusterError(
-            f"{workers} workers x {cpus_per_worker:g} CPUs do not fit the cluster's "
-            f"{total_cpus:g} CPUs. Lower --workers or --cpus-per-worker."
+            f"The cluster holds {capacity} workers of {kind}{cpus_per_worker:g} CPUs, not "
+            f"{workers}: lower --workers, --gpus-per-worker or --cpus-per-worker."
         )
-    return workers, float(gpus_per_worker), float(cpus_per_worker)
+    return max(1, min(workers, units)), float(gpus_per_worker), float(cpus_per_worker)
 
 
 def worker_env(backend, gpus_per_worker, compile_cache=None):

@@ -7,6 +7,7 @@ protobuf wire format, so workers need not import TensorFlow.
 
 import io
 
+
 class ImageError(ValueError):
     """An image that cannot be read or decoded; the message names it."""
 

@@ -98,14 +98,14 @@ def run(args, out=print):
 
 def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out):
     out(cluster.connect(args.address, num_cpus=args.local_cpus), flush=True)
-    total_cpus, total_gpus = cluster.cluster_totals()
+    nodes = cluster.node_resources()
     workers, gpus, cpus = cluster.size_workers(
-        args.workers, args.gpus_per_worker, args.cpus_per_worker,
-        total_cpus=total_cpus, total_gpus=total_gpus, units=units_left,
+        args.workers, args.gpus_per_worker, args.cpus_per_worker, nodes=nodes, units=units_left,
     )
     kind = f"{gpus:g} GPU" if gpus else "CPU only"
-    out(f"{workers} worker(s) ({kind}, {cpus:g} CPUs each; cluster: {total_gpus:g} GPUs, "
-        f"{total_cpus:g} CPUs), backend {args.backend}, batch {args.batch_size}", flush=True)
+    out(f"{workers} worker(s) ({kind}, {cpus:g} CPUs each; cluster: {len(nodes)} node(s), "
+        f"{sum(g for _, g in nodes):g} GPUs, {sum(c for c, _ in nodes):g} CPUs), "
+        f"backend {args.backend}, batch {args.batch_size}", flush=True)
 
     from hrnet_keras.configs import get_preset
 

@@ -32,7 +32,7 @@ class ModelSpec:
     name: str
     weights: str | None
     key: str  # identity of the weights, recorded with every shard
-    seed: int = 0  # of `demo.randomize`, when `weights` is None
+    seed: int = 0  # of Keras' initialisers, when `weights` is None
 
 
 class EvalWorker:
@@ -105,17 +105,18 @@ class EvalWorker:
         return stream()
 
     def _run(self, decoded, skip_corrupt):
-        labels, top5, skipped = [], [], []
+        names, labels, top5, skipped = [], [], [], []
         batch = []
         for item, future in decoded:
             try:
-                image, label, _ = future.result()
+                image, label, name = future.result()
             except ImageError as exc:
                 if not skip_corrupt:
                     raise
                 skipped.append([item.where, str(exc)])
                 continue
             batch.append(image)
+            names.append(name)
             labels.append(label)
             if len(batch) == self.batch_size:
                 top5.extend(self._top5(batch))
@@ -128,6 +129,7 @@ class EvalWorker:
             "images": len(labels),
             "top1": hits1,
             "top5": hits5,
+            "names": names,
             "labels": labels,
             "top5_classes": top5,
             "skipped": skipped,
@@ -147,6 +149,8 @@ class EvalWorker:
     def _ensure_model(self, spec):
         if spec == self.spec:
             return
+        import keras
+
         import hrnet_keras
 
         self.model = self.spec = None
@@ -156,16 +160,14 @@ class EvalWorker:
                 "--weights-dir must be at the same path on every node."
             )
         begin = time.perf_counter()
+        if spec.weights is None:
+            keras.utils.set_random_seed(spec.seed)
         model = hrnet_keras.create_model(
             spec.name,
             weights=spec.weights,
             input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
             classifier_activation=None,
         )
-        if spec.weights is None:
-            from hrnet_eval.demo import randomize
-
-            randomize(model, spec.seed)
         self.model, self.spec = model, spec
         self._predict(np.zeros((self.batch_size, IMAGE_SIZE, IMAGE_SIZE, 3), dtype="uint8"))
         self.device = _device_name()
