@@ -145,14 +145,21 @@ class RayHead:
     def job_env(self):
         return {**self.env, "RAY_ADDRESS": self.dashboard}
 
+    def submit_command(self, *args, options=()):
+        """`ray job submit OPTIONS -- python -m hrnet_eval ARGS`, with this process's
+        import path in the job's runtime env (under Pants the packages are not installed)."""
+        runtime_env = json.dumps({"env_vars": {"PYTHONPATH": self.env["PYTHONPATH"]}})
+        return ray_cli("job", "submit", "--runtime-env-json", runtime_env, *options,
+                       "--", "python", "-m", "hrnet_eval", *map(str, args))
+
     def submit(self, *args, timeout=600, no_wait=False, submission_id=None):
         """`ray job submit [--no-wait] -- python -m hrnet_eval ARGS`; the finished process."""
-        cli = ["job", "submit"]
+        options = []
         if no_wait:
-            cli.append("--no-wait")
+            options.append("--no-wait")
         if submission_id:
-            cli += ["--submission-id", submission_id]
-        cmd = ray_cli(*cli, "--", "python", "-m", "hrnet_eval", *map(str, args))
+            options += ["--submission-id", submission_id]
+        cmd = self.submit_command(*args, options=options)
         return subprocess.run(cmd, env=self.job_env(), capture_output=True, text=True, timeout=timeout)
 
     def client(self):

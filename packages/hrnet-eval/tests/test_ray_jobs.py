@@ -100,8 +100,7 @@ def test_three_workers_one_killed_mid_run(ray_head, image_set, tmp_path, compile
     out = tmp_path / "out"
     args = job_args(image_set, out, compile_cache, workers=3, gpus_per_worker=0.5, shard_size=2,
                     batch_size=1)
-    cmd = [sys.executable, "-m", "ray.scripts.scripts", "job", "submit", "--",
-           "python", "-m", "hrnet_eval", *map(str, args)]
+    cmd = ray_head.submit_command(*args)
     job = subprocess.Popen(cmd, env=ray_head.job_env(), stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     victim = None
