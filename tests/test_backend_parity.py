@@ -25,6 +25,16 @@ def test_w18_logits_equal_the_reference(w18, layout, w18_files, images, referenc
     assert diff <= TOLERANCE
 
 
+def test_optimized_inference_equals_the_reference(w18_files, images, reference_w18_logits):
+    from hrnet_keras.inference import optimize_for_inference, preferred_data_format
+
+    model = create_model("hrnet-w18", weights=w18_files["mmcls"], classifier_activation=None)
+    forward = optimize_for_inference(model)
+    diff = float(np.abs(forward(images) - reference_w18_logits).max())
+    print(f"{keras.backend.backend()} hrnet-w18 folded BN, {preferred_data_format()}: max |diff| {diff:.2e}")
+    assert diff <= TOLERANCE
+
+
 @pytest.mark.slow
 def test_w48_ssld_logits_equal_the_reference(tmp_path, images):
     ref = reference_model.randomize(reference_model.build_reference("hrnet-w48-ssld"), seed=5)

@@ -109,12 +109,24 @@ def size_workers(workers, gpus_per_worker, cpus_per_worker, *, nodes, units):
     return max(1, min(workers, units)), float(gpus_per_worker), float(cpus_per_worker)
 
 
-def worker_env(backend, gpus_per_worker, compile_cache=None):
-    """Environment variables of a worker process."""
+def worker_env(backend, gpus_per_worker, compile_cache=None, cpus_per_worker=None):
+    """Environment variables of a worker process.
+
+    CPU workers compute on as many threads as they have CPUs (at least one), so
+    workers sharing a node do not oversubscribe it. JAX has no thread-count
+    setting for the CPU: one CPU turns its multi-threaded Eigen off, more use
+    every core of the node.
+    """
     env = {"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
     if gpus_per_worker == 0:
         env["CUDA_VISIBLE_DEVICES"] = ""
         env["JAX_PLATFORMS"] = "cpu"
+        if cpus_per_worker is not None:
+            threads = str(max(1, int(cpus_per_worker)))
+            env.update(OMP_NUM_THREADS=threads, TF_NUM_INTRAOP_THREADS=threads,
+                       TF_NUM_INTEROP_THREADS=threads)
+            if threads == "1":
+                env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
     elif gpus_per_worker < 1:
         # Several workers share a GPU: each takes its part, not the framework default.
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 * gpus_per_worker:.3f}"

@@ -66,8 +66,9 @@ def run(args, out=print):
         out(f"{model}: {n_units} shards of up to {args.shard_size} images{resumed}", flush=True)
 
     units_left = sum(len(u) for u in pending.values())
+    timing = {}
     if units_left:
-        _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out)
+        timing = _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out)
 
     meta = {
         "data": str(dataset.root),
@@ -77,6 +78,7 @@ def run(args, out=print):
         "shard_size": args.shard_size,
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "banner": banner,
+        "timing": timing,
     }
     rows = [results.make_row(m, done[m], backend=args.backend, weights=specs[m].weights or specs[m].key)
             for m in args.models]
@@ -97,7 +99,10 @@ def run(args, out=print):
 
 
 def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out):
+    """Run the pending units on the cluster; returns where the time went (seconds)."""
+    began = time.monotonic()
     out(cluster.connect(args.address, num_cpus=args.local_cpus), flush=True)
+    connected = time.monotonic() - began
     nodes = cluster.node_resources()
     workers, gpus, cpus = cluster.size_workers(
         args.workers, args.gpus_per_worker, args.cpus_per_worker, nodes=nodes, units=units_left,
@@ -120,7 +125,7 @@ def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out)
         done[unit.model].append(store.save(unit, keys[unit], result))
         progress.add(unit.model, unit.size)
 
-    Scheduler(
+    scheduler = Scheduler(
         specs=specs,
         items=dataset.items,
         pending=pending,
@@ -131,10 +136,19 @@ def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out)
             "num_gpus": gpus,
             "max_concurrency": 2,
             "max_restarts": 0,
-            "runtime_env": {"env_vars": cluster.worker_env(args.backend, gpus, args.compile_cache)},
+            "runtime_env": {"env_vars": cluster.worker_env(args.backend, gpus, args.compile_cache, cpus)},
         },
         worker_args=(args.backend, args.batch_size, max(1, int(cpus))),
         on_result=on_result,
         skip_corrupt=args.skip_corrupt,
         log=out,
-    ).run()
+    )
+    scheduler.run()
+    timing = {"workers": workers, "connect_s": round(connected, 2), **scheduler.timing()}
+    if "evaluating_s" in timing:
+        out(f"timing: joined the cluster in {timing['connect_s']:.1f} s; workers ready "
+            f"{timing['first_worker_ready_s']:.1f}-{timing['last_worker_ready_s']:.1f} s later "
+            f"(actor start, weights, compile); then {timing['images']} images in "
+            f"{timing['evaluating_s']:.1f} s = {timing['images_per_second']:.2f} images/s "
+            f"on {workers} worker(s)", flush=True)
+    return timing

@@ -67,6 +67,23 @@ class Scheduler:
         self.deaths = 0
         self.slots = []
         self.inflight = {}  # ObjectRef -> (slot, generation, unit or LOAD)
+        self.started = None  # time.monotonic() when the first actor was asked for
+        self.ready_at = []  # seconds after `started` at which each model load finished
+        self.finished_at = None  # seconds after `started` of the last result
+        self.images = 0  # images evaluated by this run
+
+    def timing(self):
+        """Where the time went: actor start + model load, then evaluation (seconds)."""
+        if not self.ready_at or self.finished_at is None:
+            return {"images": self.images}
+        evaluating = self.finished_at - self.ready_at[0]
+        return {
+            "images": self.images,
+            "first_worker_ready_s": round(self.ready_at[0], 2),
+            "last_worker_ready_s": round(max(self.ready_at), 2),
+            "evaluating_s": round(evaluating, 2),
+            "images_per_second": round(self.images / evaluating, 3) if evaluating > 0 else None,
+        }
 
     def run(self):
         """Dispatch until every unit is done; raises `EvalError` or `ImageError` on a failure."""
@@ -74,6 +91,7 @@ class Scheduler:
 
         remote = ray.remote(EvalWorker).options(**self.actor_options)
         self._new_actor = lambda: remote.remote(*self.worker_args)
+        self.started = time.monotonic()
         try:
             self.slots = [Slot(i) for i in range(self.workers)]
             for slot in self.slots:
@@ -124,10 +142,14 @@ class Scheduler:
             raise EvalError(f"{what} failed: {one_line(exc)}") from None
         except RayError as exc:
             raise EvalError(f"{unit or slot.model} failed: {one_line(exc)}") from None
+        now = time.monotonic() - self.started
         if unit is LOAD:
             slot.ready = True
+            self.ready_at.append(now)
         else:
             self.on_result(unit, result)
+            self.images += unit.size
+            self.finished_at = now
 
     def _worker_lost(self, slot, generation, unit, exc):
         import ray

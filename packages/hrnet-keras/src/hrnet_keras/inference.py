@@ -1,14 +1,21 @@
-"""Inference-time rewrites that keep the model's function.
+"""Inference-time rewrites that keep the model's function, and a fast forward pass.
 
 `fold_batchnorm(model)` returns a twin in which every BatchNorm that follows a
 Conv2D is folded into that conv (kernel scaled per output channel, a bias
-added) and replaced by a pass-through: fewer ops per image, the same logits up to
-float rounding. Fold after loading weights; the twin is inference-only.
+added) and replaced by a pass-through: fewer ops per image, the same logits up
+to float rounding. With `data_format="channels_first"` the twin also computes
+in NCHW inside (its input and output stay those of `model`), which spares the
+torch backend a layout permute around every conv. Fold after loading weights;
+the twin is inference-only.
+
+`inference_function(model)` is the model's forward pass compiled where the
+backend compiles (JAX `jit`, TensorFlow XLA) and, on torch, run layer by layer
+as torch's own functions. `optimize_for_inference(model)` is both,
+with the layout that is fastest on the current backend.
 """
 
 import keras
 import numpy as np
-
 
 @keras.saving.register_keras_serializable(package="hrnet_keras")
 class FoldedBatchNorm(keras.layers.Layer):
@@ -29,8 +36,29 @@ def _conv_bn_pairs(model):
     return pairs
 
 
-def fold_batchnorm(model):
-    """A copy of `model` with each Conv2D + BatchNorm pair folded into one conv."""
+def preferred_data_format():
+    """The internal layout that runs fastest on this backend (measured, see benchmarks/)."""
+    return "channels_first" if keras.backend.backend() == "torch" else "channels_last"
+
+
+def _model_data_format(model):
+    for layer in model.layers:
+        if "data_format" in layer.get_config():
+            return layer.get_config()["data_format"]
+    return keras.config.image_data_format()
+
+
+def fold_batchnorm(model, data_format=None):
+    """A copy of `model` with each Conv2D + BatchNorm pair folded into one conv.
+
+    `data_format`: the twin's internal layout (default: the model's). The twin
+    takes and returns tensors in the model's own layout either way.
+    """
+    source_format = _model_data_format(model)
+    data_format = data_format or source_format
+    if data_format not in ("channels_first", "channels_last"):
+        raise ValueError(f"data_format must be 'channels_first' or 'channels_last', not {data_format!r}")
+    relayout = data_format != source_format
     pairs = _conv_bn_pairs(model)
     folded_bns = {bn.name for bn in pairs.values()}
 
@@ -40,9 +68,20 @@ def fold_batchnorm(model):
         config = layer.get_config()
         if layer.name in pairs:
             config["use_bias"] = True
+        if relayout and "data_format" in config:
+            config["data_format"] = data_format
+        if relayout and isinstance(layer, keras.layers.BatchNormalization):
+            config["axis"] = 1 if data_format == "channels_first" else -1
         return layer.__class__.from_config(config)
 
-    twin = keras.models.clone_model(model, clone_function=clone)
+    to_inner, to_outer = _permutes(data_format) if relayout else (None, None)
+    inputs = keras.Input(batch_shape=model.input.shape, dtype=model.input.dtype, name=model.input.name)
+    x = keras.layers.Permute(to_inner, name="to_" + data_format)(inputs) if relayout else inputs
+    outputs = model._run_through_graph(x, operation_fn=clone)
+    if relayout and len(outputs.shape) == 4:
+        outputs = keras.layers.Permute(to_outer, name="to_" + source_format)(outputs)
+    twin = keras.Model(inputs, outputs, name=model.name)
+
     for layer in model.layers:
         if not layer.weights or layer.name in folded_bns:
             continue
@@ -63,7 +102,129 @@ def fold_batchnorm(model):
         )
         scale = gamma / np.sqrt(var + bn.epsilon)
         target.set_weights([
-            (kernel * scale).astype("float32"),  # HWIO: scales the output channel
+            (kernel * scale).astype("float32"),  # HWIO in either layout: scales the output channel
             ((bias - mean) * scale + beta).astype("float32"),
         ])
     return twin
+
+
+def _permutes(data_format):
+    """Permute dims (batch excluded) into `data_format` and back out of it."""
+    if data_format == "channels_first":
+        return (3, 1, 2), (2, 3, 1)
+    return (2, 3, 1), (3, 1, 2)
+
+
+def inference_function(model):
+    """`f(images) -> outputs as NumPy`, the fastest forward pass this backend offers.
+
+    JAX: `jax.jit` over `model.stateless_call`, the weights passed as arguments.
+    TensorFlow: `tf.function(jit_compile=True)`. torch: no autograd, the graph
+    walked with each layer lowered to torch's own function (conv, pad, relu, add,
+    upsample, pool, linear; kernels laid out OIHW once), `layer.call` for other
+    layers: Keras' per-call bookkeeping and per-conv layout permutes cost more
+    than a small conv on a CPU. Compiling backends compile once per input shape:
+    keep the batch size fixed (pad the last batch). The weights are read when
+    the function is made.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        @jax.jit
+        def forward(trainable, non_trainable, x):
+            return model.stateless_call(trainable, non_trainable, x, training=False)[0]
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        return lambda x: np.asarray(forward(trainable, non_trainable, x))
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        forward = tf.function(lambda x: model(x, training=False), jit_compile=True)
+        return lambda x: forward(tf.convert_to_tensor(x)).numpy()
+    if backend == "torch":
+        import torch
+
+        lowered = {layer.name: _torch_op(layer) for layer in model.layers}
+
+        def forward(x):
+            with torch.inference_mode():
+                x = keras.ops.convert_to_tensor(x)
+                y = model._run_through_graph(x, operation_fn=lambda layer: lowered[layer.name])
+                return y.cpu().numpy()
+
+        return forward
+    return lambda x: keras.ops.convert_to_numpy(model(x, training=False))
+
+
+def _torch_op(layer):
+    """`layer`'s inference computation as a plain torch function over NCHW tensors, its
+    weights laid out once for torch (OIHW kernels); `layer.call` for anything else."""
+    import torch
+    import torch.nn.functional as F
+
+    layers = keras.layers
+    config = layer.get_config()
+    nchw = config.get("data_format") == "channels_first"
+    if isinstance(layer, FoldedBatchNorm):
+        return lambda x, **kwargs: x
+    if isinstance(layer, layers.Permute):
+        dims = (0, *config["dims"])
+        return lambda x, **kwargs: x.permute(dims)
+    if isinstance(layer, layers.Add):
+        return lambda xs, **kwargs: sum(xs[1:], xs[0])
+    if isinstance(layer, layers.ReLU) and not (layer.max_value or layer.negative_slope or layer.threshold):
+        return lambda x, **kwargs: torch.relu(x)
+    if isinstance(layer, layers.Conv2D) and nchw and _torch_padding(layer) is not None:
+        weight = _detached(layer.kernel).permute(3, 2, 0, 1).contiguous()
+        bias = _detached(layer.bias) if layer.use_bias else None
+        activation = _torch_activation(layer.activation)
+        options = dict(stride=layer.strides, padding=_torch_padding(layer),
+                       dilation=layer.dilation_rate, groups=layer.groups)
+        if activation is not None:
+            return lambda x, **kwargs: activation(F.conv2d(x, weight, bias, **options))
+    if isinstance(layer, layers.ZeroPadding2D) and nchw:
+        (top, bottom), (left, right) = layer.padding
+        return lambda x, **kwargs: F.pad(x, (left, right, top, bottom))
+    if isinstance(layer, layers.UpSampling2D) and nchw and layer.interpolation == "nearest":
+        factor = tuple(layer.size)
+        return lambda x, **kwargs: x.repeat_interleave(factor[0], 2).repeat_interleave(factor[1], 3)
+    if isinstance(layer, layers.GlobalAveragePooling2D) and nchw and not layer.keepdims:
+        return lambda x, **kwargs: x.mean((2, 3))
+    if isinstance(layer, layers.Dense) and _torch_activation(layer.activation) is not None:
+        weight = _detached(layer.kernel).t().contiguous()
+        bias = _detached(layer.bias) if layer.use_bias else None
+        activation = _torch_activation(layer.activation)
+        return lambda x, **kwargs: activation(F.linear(x, weight, bias))
+    if isinstance(layer, layers.BatchNormalization):
+        return lambda x, **kwargs: layer.call(x, training=False)
+    return layer.call
+
+
+def _detached(variable):
+    return keras.ops.convert_to_tensor(variable).detach()
+
+
+def _torch_padding(layer):
+    """torch's `padding` for the conv `layer`, None where Keras pads otherwise."""
+    if layer.padding == "valid":
+        return 0
+    if all(s == 1 for s in layer.strides) and all(k % 2 for k in layer.kernel_size):
+        return tuple((k - 1) // 2 * d for k, d in zip(layer.kernel_size, layer.dilation_rate))
+    return None
+
+
+def _torch_activation(activation):
+    if activation is keras.activations.linear:
+        return lambda x: x
+    if activation is keras.activations.relu:
+        import torch
+
+        return torch.relu
+    return None
+
+
+def optimize_for_inference(model):
+    """`inference_function` of `fold_batchnorm(model)` in this backend's preferred layout."""
+    return inference_function(fold_batchnorm(model, data_format=preferred_data_format()))

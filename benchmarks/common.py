@@ -1,0 +1,93 @@
+"""What the benchmarks share: ImageNet-like JPEGs, random-init weights files, running the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# ImageNet validation images are mostly 500x375 / 375x500 / 500x333 JPEGs (quality ~90).
+SIZES = ((500, 375), (375, 500), (500, 333), (500, 500), (333, 500))
+CLASSES = ("n01440764", "n02123045", "n03773504", "n07920052")
+PHOTOS = ("chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png", "motorcycle_left.png")
+
+
+def write_jpegs(dest, n, seed=0):
+    """`n` JPEGs at ImageNet validation sizes in class folders under `dest`; returns `dest`."""
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    dest = Path(dest)
+    rng = np.random.default_rng(seed)
+    source = Path(skimage.data.__file__).parent
+    for i in range(n):
+        path = dest / CLASSES[i % len(CLASSES)] / f"ILSVRC2012_val_{i + 1:08d}.JPEG"
+        if path.is_file():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(source / PHOTOS[i % len(PHOTOS)]) as photo:
+            photo = photo.convert("RGB")
+            w, h = photo.size
+            left, top = int(rng.integers(0, w // 4)), int(rng.integers(0, h // 4))
+            crop = photo.crop((left, top, left + 3 * w // 4, top + 3 * h // 4))
+            crop.resize(SIZES[i % len(SIZES)], Image.BILINEAR).save(path, "JPEG", quality=90)
+    return dest
+
+
+def write_random_weights(name, weights_dir, seed=0):
+    """Row `name` with seeded Keras initialisers saved as the evaluator expects it
+    (WEIGHTS_DIR/<preset.keras_weights>), in a child process; returns the path."""
+    from hrnet_keras.configs import get_preset
+
+    path = Path(weights_dir) / get_preset(name).keras_weights
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        code = (
+            "import keras, hrnet_keras; keras.utils.set_random_seed(%d); "
+            "hrnet_keras.create_model(%r).save_weights(%r)" % (seed, name, str(path))
+        )
+        subprocess.run([sys.executable, "-c", code], check=True,
+                       env=dict(os.environ, KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "jax")))
+    return path
+
+
+def run_evaluator(argv, output):
+    """Run `python -m hrnet_eval ARGV --output OUTPUT` with a private local Ray cluster;
+    returns (wall seconds, results.json, log text). Exits with the log on failure."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    began = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "hrnet_eval", *argv, "--output", str(output)],
+                          env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - began
+    log = proc.stdout + proc.stderr
+    if proc.returncode:
+        sys.exit(f"python -m hrnet_eval {' '.join(argv)} failed ({proc.returncode}):\n{log[-3000:]}")
+    return wall, json.loads((Path(output) / "results.json").read_text()), log
+
+
+def machine():
+    """One line naming the machine the figures come from."""
+    import platform
+
+    return f"{platform.node() or 'unknown host'}: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python {platform.python_version()}"
+
+
+def child_row(argv, env, label):
+    """Run `python ARGV` (one measurement in its own process) and return the JSON object
+    it printed last; None (with its stderr shown) if it failed."""
+    out = subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode or not lines:
+        print(f"{label} failed ({out.returncode}):\n{out.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(lines[-1])
+
+
+def write_json(path, **document):
+    """Write the figures to `path` (when given) with the machine they came from."""
+    if path:
+        with open(path, "w") as f:
+            json.dump({"machine": machine(), **document}, f, indent=1)
