@@ -112,10 +112,9 @@ def size_workers(workers, gpus_per_worker, cpus_per_worker, *, nodes, units):
 def worker_env(backend, gpus_per_worker, compile_cache=None, cpus_per_worker=None):
     """Environment variables of a worker process.
 
-    CPU workers compute on as many threads as they have CPUs (at least one), so
-    workers sharing a node do not oversubscribe it. JAX has no thread-count
-    setting for the CPU: one CPU turns its multi-threaded Eigen off, more use
-    every core of the node.
+    CPU workers of torch and TensorFlow compute on as many threads as they have
+    CPUs (at least one), so workers sharing a node do not oversubscribe it. JAX
+    has no thread-count setting for the CPU: its workers use every core.
     """
     env = {"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
     if gpus_per_worker == 0:
@@ -125,8 +124,6 @@ def worker_env(backend, gpus_per_worker, compile_cache=None, cpus_per_worker=Non
             threads = str(max(1, int(cpus_per_worker)))
             env.update(OMP_NUM_THREADS=threads, TF_NUM_INTRAOP_THREADS=threads,
                        TF_NUM_INTEROP_THREADS=threads)
-            if threads == "1":
-                env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
     elif gpus_per_worker < 1:
         # Several workers share a GPU: each takes its part, not the framework default.
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 * gpus_per_worker:.3f}"
