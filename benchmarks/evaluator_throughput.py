@@ -6,7 +6,8 @@ same process:
   model only  - `_predict` on batches already decoded (uint8 -> preprocess -> logits)
   end to end  - `evaluate` on JPEGs at ImageNet sizes in class folders (read,
                 decode, resize, crop on the worker's decode threads, then the model)
-and reports end to end / model only. Default: W18, batch 32, 2 threads.
+and reports end to end / model only, timed in interleaved rounds (one pass of
+each per round, median). Default: W18, batch 32, 2 threads, 128 images.
 
     .venv/bin/python benchmarks/evaluator_throughput.py [--backends jax,tensorflow,torch]
         [--model hrnet-w18] [--batch-size 32] [--images 128] [--threads 2]
@@ -38,19 +39,16 @@ def measure(backend, model, batch, n_images, threads, data_dir, repeats):
 
     x = np.stack([load(item)[0] for item in items[:batch]])
     worker._predict(x)
-    times = []
-    for _ in range(repeats):
+    model_only, end_to_end = [], []
+    for _ in range(repeats):  # interleaved rounds: drift moves both alike
         began = time.perf_counter()
-        worker._predict(x)
-        times.append(time.perf_counter() - began)
-    model_only = batch / statistics.median(times)
-
-    rates = []
-    for _ in range(max(1, repeats // 2)):
+        for _ in range(len(items) // batch):
+            worker._predict(x)
+        model_only.append(len(items) // batch * batch / (time.perf_counter() - began))
         began = time.perf_counter()
         result = worker.evaluate(spec, items)
-        rates.append(result["images"] / (time.perf_counter() - began))
-    end_to_end = statistics.median(rates)
+        end_to_end.append(result["images"] / (time.perf_counter() - began))
+    model_only, end_to_end = statistics.median(model_only), statistics.median(end_to_end)
     row = {"backend": backend, "model": model, "batch": batch, "images": len(items),
            "threads": threads, "model_only": model_only, "end_to_end": end_to_end,
            "ratio": end_to_end / model_only}
@@ -64,7 +62,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--images", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE")
     parser.add_argument("--child", nargs=2, metavar=("BACKEND", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args()
