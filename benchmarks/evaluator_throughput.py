@@ -30,10 +30,11 @@ def measure(backend, model, batch, n_images, threads, data_dir, repeats):
 
     from hrnet_eval.data import load_dataset
     from hrnet_eval.images import load
-    from hrnet_eval.worker import EvalWorker, ModelSpec
+    from hrnet_eval.demo import random_spec
+    from hrnet_eval.worker import EvalWorker
 
     items = list(load_dataset(data_dir, limit=n_images).items)
-    spec = ModelSpec(name=model, weights=None, key="random", seed=0)
+    spec = random_spec(model)
     worker = EvalWorker(backend, batch_size=batch, decode_threads=threads)
     worker.load(spec)  # builds, folds, compiles for this batch size
 

@@ -59,8 +59,8 @@ def make_row(name, records, *, backend, weights):
         "weights": weights,
         "seconds": round(total["seconds"], 3),
         "images_per_second": round(images / total["seconds"], 2) if total["seconds"] else None,
-        "worker_peak_rss_mib": max((r.get("worker", {}).get("peak_rss_mib") or 0 for r in records),
-                                   default=None) or None,
+        "worker_peak_rss_mib": max(filter(None, (r.get("worker", {}).get("peak_rss_mib")
+                                                 for r in records)), default=None),
     }
 
 

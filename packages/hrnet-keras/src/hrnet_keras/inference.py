@@ -17,6 +17,7 @@ with the layout that is fastest on the current backend.
 import keras
 import numpy as np
 
+
 @keras.saving.register_keras_serializable(package="hrnet_keras")
 class FoldedBatchNorm(keras.layers.Layer):
     """Stands where a folded BatchNorm stood: passes its input through."""
@@ -43,8 +44,9 @@ def preferred_data_format():
 
 def _model_data_format(model):
     for layer in model.layers:
-        if "data_format" in layer.get_config():
-            return layer.get_config()["data_format"]
+        data_format = layer.get_config().get("data_format")
+        if data_format:
+            return data_format
     return keras.config.image_data_format()
 
 
@@ -167,6 +169,7 @@ def _torch_op(layer):
     layers = keras.layers
     config = layer.get_config()
     nchw = config.get("data_format") == "channels_first"
+    activation = _torch_activation(getattr(layer, "activation", None))
     if isinstance(layer, FoldedBatchNorm):
         return lambda x, **kwargs: x
     if isinstance(layer, layers.Permute):
@@ -176,14 +179,13 @@ def _torch_op(layer):
         return lambda xs, **kwargs: sum(xs[1:], xs[0])
     if isinstance(layer, layers.ReLU) and not (layer.max_value or layer.negative_slope or layer.threshold):
         return lambda x, **kwargs: torch.relu(x)
-    if isinstance(layer, layers.Conv2D) and nchw and _torch_padding(layer) is not None:
+    padding = _torch_padding(layer) if isinstance(layer, layers.Conv2D) else None
+    if padding is not None and nchw and activation is not None:
         weight = _detached(layer.kernel).permute(3, 2, 0, 1).contiguous()
         bias = _detached(layer.bias) if layer.use_bias else None
-        activation = _torch_activation(layer.activation)
-        options = dict(stride=layer.strides, padding=_torch_padding(layer),
-                       dilation=layer.dilation_rate, groups=layer.groups)
-        if activation is not None:
-            return lambda x, **kwargs: activation(F.conv2d(x, weight, bias, **options))
+        options = dict(stride=layer.strides, padding=padding, dilation=layer.dilation_rate,
+                       groups=layer.groups)
+        return lambda x, **kwargs: activation(F.conv2d(x, weight, bias, **options))
     if isinstance(layer, layers.ZeroPadding2D) and nchw:
         (top, bottom), (left, right) = layer.padding
         return lambda x, **kwargs: F.pad(x, (left, right, top, bottom))
@@ -192,10 +194,9 @@ def _torch_op(layer):
         return lambda x, **kwargs: x.repeat_interleave(factor[0], 2).repeat_interleave(factor[1], 3)
     if isinstance(layer, layers.GlobalAveragePooling2D) and nchw and not layer.keepdims:
         return lambda x, **kwargs: x.mean((2, 3))
-    if isinstance(layer, layers.Dense) and _torch_activation(layer.activation) is not None:
+    if isinstance(layer, layers.Dense) and activation is not None:
         weight = _detached(layer.kernel).t().contiguous()
         bias = _detached(layer.bias) if layer.use_bias else None
-        activation = _torch_activation(layer.activation)
         return lambda x, **kwargs: activation(F.linear(x, weight, bias))
     if isinstance(layer, layers.BatchNormalization):
         return lambda x, **kwargs: layer.call(x, training=False)
