@@ -48,8 +48,11 @@ def write_random_weights(name, weights_dir, seed=0):
             "import keras, hrnet_keras; keras.utils.set_random_seed(%d); "
             "hrnet_keras.create_model(%r).save_weights(%r)" % (seed, name, str(path))
         )
-        subprocess.run([sys.executable, "-c", code], check=True,
-                       env=dict(os.environ, KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "jax")))
+        subprocess.run(
+            [sys.executable, "-c", code],
+            check=True,
+            env=dict(os.environ, KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "jax")),
+        )
     return path
 
 
@@ -59,12 +62,18 @@ def run_evaluator(argv, output):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     began = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "hrnet_eval", *argv, "--output", str(output)],
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hrnet_eval", *argv, "--output", str(output)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - began
     log = proc.stdout + proc.stderr
     if proc.returncode:
-        sys.exit(f"python -m hrnet_eval {' '.join(argv)} failed ({proc.returncode}):\n{log[-3000:]}")
+        sys.exit(
+            f"python -m hrnet_eval {' '.join(argv)} failed ({proc.returncode}):\n{log[-3000:]}"
+        )
     return wall, json.loads((Path(output) / "results.json").read_text()), log
 
 

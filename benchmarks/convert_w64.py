@@ -73,10 +73,14 @@ def main():
     print(f"backend            {keras.backend.backend()}")
     print(f"checkpoint         {size / 2**20:.0f} MiB")
     print(f"torch.load         {load_s:.2f} s (reference)")
-    print(f"convert            {convert_s:.2f} s  = {convert_s / load_s:.1f}x torch.load"
-          f"  (goal <= 30 s)")
-    print(f"peak RSS growth    {grown / 2**20:.0f} MiB = {grown / size:.2f}x the checkpoint"
-          f"  (goal <= 3x; process RSS before: {rss.base / 2**20:.0f} MiB)")
+    print(
+        f"convert            {convert_s:.2f} s  = {convert_s / load_s:.1f}x torch.load"
+        f"  (goal <= 30 s)"
+    )
+    print(
+        f"peak RSS growth    {grown / 2**20:.0f} MiB = {grown / size:.2f}x the checkpoint"
+        f"  (goal <= 3x; process RSS before: {rss.base / 2**20:.0f} MiB)"
+    )
     print("where the time goes (a second conversion, step by step):")
     for step, seconds in phases.items():
         print(f"  {step:<22}{seconds:6.2f} s")

@@ -50,9 +50,16 @@ def measure(backend, model, batch, n_images, threads, data_dir, repeats):
         result = worker.evaluate(spec, items)
         end_to_end.append(result["images"] / (time.perf_counter() - began))
     model_only, end_to_end = statistics.median(model_only), statistics.median(end_to_end)
-    row = {"backend": backend, "model": model, "batch": batch, "images": len(items),
-           "threads": threads, "model_only": model_only, "end_to_end": end_to_end,
-           "ratio": end_to_end / model_only}
+    row = {
+        "backend": backend,
+        "model": model,
+        "batch": batch,
+        "images": len(items),
+        "threads": threads,
+        "model_only": model_only,
+        "end_to_end": end_to_end,
+        "ratio": end_to_end / model_only,
+    }
     print(json.dumps(row), flush=True)
 
 
@@ -68,8 +75,15 @@ def main():
     parser.add_argument("--child", nargs=2, metavar=("BACKEND", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return measure(args.child[0], args.model, args.batch_size, args.images, args.threads,
-                       args.child[1], args.repeats)
+        return measure(
+            args.child[0],
+            args.model,
+            args.batch_size,
+            args.images,
+            args.threads,
+            args.child[1],
+            args.repeats,
+        )
 
     import common
 
@@ -77,17 +91,41 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         data = common.write_jpegs(os.path.join(tmp, "val"), args.images)
         for backend in args.backends.split(","):
-            env = dict(os.environ, KERAS_BACKEND=backend, OMP_NUM_THREADS=str(args.threads),
-                       TF_NUM_INTRAOP_THREADS=str(args.threads), CUDA_VISIBLE_DEVICES="")
+            env = dict(
+                os.environ,
+                KERAS_BACKEND=backend,
+                OMP_NUM_THREADS=str(args.threads),
+                TF_NUM_INTRAOP_THREADS=str(args.threads),
+                CUDA_VISIBLE_DEVICES="",
+            )
             r = common.child_row(
-                [__file__, "--child", backend, str(data), "--model", args.model,
-                 "--batch-size", str(args.batch_size), "--images", str(args.images),
-                 "--threads", str(args.threads), "--repeats", str(args.repeats)], env, backend)
+                [
+                    __file__,
+                    "--child",
+                    backend,
+                    str(data),
+                    "--model",
+                    args.model,
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--images",
+                    str(args.images),
+                    "--threads",
+                    str(args.threads),
+                    "--repeats",
+                    str(args.repeats),
+                ],
+                env,
+                backend,
+            )
             if r is None:
                 continue
             rows.append(r)
-            print(f"{r['model']} bs{r['batch']} {backend:<11} model only {r['model_only']:6.2f} img/s"
-                  f"   end to end {r['end_to_end']:6.2f} img/s   ratio {r['ratio']:.2f}", flush=True)
+            print(
+                f"{r['model']} bs{r['batch']} {backend:<11} model only {r['model_only']:6.2f} img/s"
+                f"   end to end {r['end_to_end']:6.2f} img/s   ratio {r['ratio']:.2f}",
+                flush=True,
+            )
     common.write_json(args.json, rows=rows)
 
 

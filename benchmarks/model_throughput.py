@@ -76,8 +76,13 @@ def measure_one(backend, name, batch, repeats, threads, compiled_reference=True)
     plain, optimized = inference_function(model), optimize_for_inference(model)
     runners["keras"] = lambda: plain(x)
     runners["keras_optimized"] = lambda: optimized(x)
-    result = {"backend": backend, "model": name, "batch": batch, "threads": threads,
-              **interleaved_rates(runners, batch, repeats)}
+    result = {
+        "backend": backend,
+        "model": name,
+        "batch": batch,
+        "threads": threads,
+        **interleaved_rates(runners, batch, repeats),
+    }
     for label in ("keras", "keras_optimized"):
         result[f"{label}_vs_eager"] = result[label] / result["torch_eager"]
     print(json.dumps(result), flush=True)
@@ -89,37 +94,63 @@ def main():
     parser.add_argument("--batch-sizes", default="1,32")
     parser.add_argument("--backends", default="jax,tensorflow,torch")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-torch-compile", action="store_true",
-                        help="skip the torch.compile reference (it compiles for a minute or more)")
+    parser.add_argument(
+        "--no-torch-compile",
+        action="store_true",
+        help="skip the torch.compile reference (it compiles for a minute or more)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--child", nargs=3, metavar=("BACKEND", "MODEL", "BATCH"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", nargs=3, metavar=("BACKEND", "MODEL", "BATCH"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.child:
         backend, name, batch = args.child
-        return measure_one(backend, name, int(batch), args.repeats, args.threads,
-                           compiled_reference=backend == "torch" and not args.no_torch_compile)
+        return measure_one(
+            backend,
+            name,
+            int(batch),
+            args.repeats,
+            args.threads,
+            compiled_reference=backend == "torch" and not args.no_torch_compile,
+        )
     rows = []
     for name in args.models.split(","):
         for batch in args.batch_sizes.split(","):
             for backend in args.backends.split(","):
                 env = dict(os.environ, KERAS_BACKEND=backend, OMP_NUM_THREADS=str(args.threads))
                 row = common.child_row(
-                    [__file__, "--child", backend, name, batch,
-                     "--repeats", str(args.repeats), "--threads", str(args.threads)]
+                    [
+                        __file__,
+                        "--child",
+                        backend,
+                        name,
+                        batch,
+                        "--repeats",
+                        str(args.repeats),
+                        "--threads",
+                        str(args.threads),
+                    ]
                     + (["--no-torch-compile"] if args.no_torch_compile else []),
-                    env, f"{backend} {name} bs{batch}")
+                    env,
+                    f"{backend} {name} bs{batch}",
+                )
                 if row is None:
                     continue
                 rows.append(row)
                 r = rows[-1]
-                compiled = (f" compiled {r['torch_compiled']:6.2f} ({r['torch_compiled'] / r['torch_eager']:.2f}x)"
-                            if "torch_compiled" in r else "")
-                print(f"{name:<10} bs{batch:<3} {backend:<11} torch eager {r['torch_eager']:6.2f} img/s"
-                      f"{compiled}   keras {r['keras']:6.2f} ({r['keras_vs_eager']:.2f}x)"
-                      f"   optimized {r['keras_optimized']:6.2f} ({r['keras_optimized_vs_eager']:.2f}x)",
-                      flush=True)
+                compiled = (
+                    f" compiled {r['torch_compiled']:6.2f} ({r['torch_compiled'] / r['torch_eager']:.2f}x)"
+                    if "torch_compiled" in r
+                    else ""
+                )
+                print(
+                    f"{name:<10} bs{batch:<3} {backend:<11} torch eager {r['torch_eager']:6.2f} img/s"
+                    f"{compiled}   keras {r['keras']:6.2f} ({r['keras_vs_eager']:.2f}x)"
+                    f"   optimized {r['keras_optimized']:6.2f} ({r['keras_optimized_vs_eager']:.2f}x)",
+                    flush=True,
+                )
     common.write_json(args.json, rows=rows)
     return rows
 

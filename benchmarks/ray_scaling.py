@@ -52,10 +52,21 @@ def ceiling(args, processes):
     from hrnet_eval.cluster import worker_env
 
     env = dict(os.environ, **worker_env(args.backend, 0, None, 1))
-    argv = [sys.executable, __file__, "--model-only", "--backend", args.backend, "--model", args.model,
-            "--batch-size", str(args.batch_size)]
-    procs = [subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-             for _ in range(processes)]
+    argv = [
+        sys.executable,
+        __file__,
+        "--model-only",
+        "--backend",
+        args.backend,
+        "--model",
+        args.model,
+        "--batch-size",
+        str(args.batch_size),
+    ]
+    procs = [
+        subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(processes)
+    ]
     for p in procs:
         while p.stdout.readline().strip() != "ready":
             if p.poll() is not None:
@@ -63,7 +74,9 @@ def ceiling(args, processes):
     for p in procs:
         p.stdin.write("go\n")
         p.stdin.flush()
-    rates = [json.loads(p.communicate()[0].strip().splitlines()[-1])["images_per_second"] for p in procs]
+    rates = [
+        json.loads(p.communicate()[0].strip().splitlines()[-1])["images_per_second"] for p in procs
+    ]
     return sum(rates)
 
 
@@ -82,29 +95,62 @@ def main():
         return model_only(args.backend, args.model, args.batch_size, args.seconds)
 
     one, two = ceiling(args, 1), ceiling(args, 2)
-    print(f"machine ceiling, model only on one thread: 1 process {one:.2f} images/s, "
-          f"2 processes {two:.2f} images/s = {two / one:.2f}x", flush=True)
+    print(
+        f"machine ceiling, model only on one thread: 1 process {one:.2f} images/s, "
+        f"2 processes {two:.2f} images/s = {two / one:.2f}x",
+        flush=True,
+    )
 
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = common.write_jpegs(os.path.join(tmp, "val"), args.images)
         weights = common.write_random_weights(args.model, os.path.join(tmp, "weights"))
         for workers in (1, 2):
-            argv = ["--models", args.model, "--data", str(data), "--weights-dir", str(weights.parent),
-                    "--no-download", "--backend", args.backend, "--workers", str(workers),
-                    "--cpus-per-worker", "1", "--local-cpus", "2", "--batch-size", str(args.batch_size),
-                    "--shard-size", str(args.shard_size), "--compile-cache", os.path.join(tmp, "jax-cache")]
+            argv = [
+                "--models",
+                args.model,
+                "--data",
+                str(data),
+                "--weights-dir",
+                str(weights.parent),
+                "--no-download",
+                "--backend",
+                args.backend,
+                "--workers",
+                str(workers),
+                "--cpus-per-worker",
+                "1",
+                "--local-cpus",
+                "2",
+                "--batch-size",
+                str(args.batch_size),
+                "--shard-size",
+                str(args.shard_size),
+                "--compile-cache",
+                os.path.join(tmp, "jax-cache"),
+            ]
             wall, results, _ = common.run_evaluator(argv, os.path.join(tmp, f"out{workers}"))
             timing = dict(results["timing"], job_wall_s=round(wall, 2))
             runs[workers] = timing
-            print(f"{workers} worker(s): {timing['images']} images at {timing['images_per_second']:.2f} "
-                  f"images/s; joined cluster {timing['connect_s']:.1f} s, first worker ready "
-                  f"{timing['first_worker_ready_s']:.1f} s after, last {timing['last_worker_ready_s']:.1f} s; "
-                  f"whole command {wall:.1f} s", flush=True)
+            print(
+                f"{workers} worker(s): {timing['images']} images at {timing['images_per_second']:.2f} "
+                f"images/s; joined cluster {timing['connect_s']:.1f} s, first worker ready "
+                f"{timing['first_worker_ready_s']:.1f} s after, last {timing['last_worker_ready_s']:.1f} s; "
+                f"whole command {wall:.1f} s",
+                flush=True,
+            )
     speedup = runs[2]["images_per_second"] / runs[1]["images_per_second"]
-    print(f"scaling 2 workers / 1: {speedup:.2f}x (the machine's own ceiling: {two / one:.2f}x)", flush=True)
-    common.write_json(args.json, backend=args.backend, runs=runs, speedup=speedup,
-                      ceiling={"one_process": one, "two_processes": two, "speedup": two / one})
+    print(
+        f"scaling 2 workers / 1: {speedup:.2f}x (the machine's own ceiling: {two / one:.2f}x)",
+        flush=True,
+    )
+    common.write_json(
+        args.json,
+        backend=args.backend,
+        runs=runs,
+        speedup=speedup,
+        ceiling={"one_process": one, "two_processes": two, "speedup": two / one},
+    )
 
 
 if __name__ == "__main__":

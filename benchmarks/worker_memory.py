@@ -34,18 +34,42 @@ def main():
         data = common.write_jpegs(os.path.join(tmp, "val"), args.images)
         for name in args.models.split(","):
             weights = common.write_random_weights(name, os.path.join(tmp, "weights"))
-            argv = ["--models", name, "--data", str(data), "--weights-dir", str(weights.parent),
-                    "--no-download", "--backend", args.backend, "--workers", "1", "--local-cpus", "2",
-                    "--compile-cache", "none"]
+            argv = [
+                "--models",
+                name,
+                "--data",
+                str(data),
+                "--weights-dir",
+                str(weights.parent),
+                "--no-download",
+                "--backend",
+                args.backend,
+                "--workers",
+                "1",
+                "--local-cpus",
+                "2",
+                "--compile-cache",
+                "none",
+            ]
             wall, results, _ = common.run_evaluator(argv, os.path.join(tmp, "out-" + name))
             row = results["models"][0]
             weights_mib = weights.stat().st_size / (1 << 20)
-            rows.append({"model": name, "backend": args.backend, "batch": DEFAULT_BATCH_SIZE,
-                         "worker_peak_rss_mib": row["worker_peak_rss_mib"],
-                         "weights_file_mib": round(weights_mib, 1), "job_wall_s": round(wall, 1)})
-            print(f"{name}: worker peak RSS {row['worker_peak_rss_mib']:.0f} MiB at batch {DEFAULT_BATCH_SIZE} "
-                  f"({args.backend}); weights file {weights_mib:.0f} MiB "
-                  f"({row['worker_peak_rss_mib'] / weights_mib:.1f}x)", flush=True)
+            rows.append(
+                {
+                    "model": name,
+                    "backend": args.backend,
+                    "batch": DEFAULT_BATCH_SIZE,
+                    "worker_peak_rss_mib": row["worker_peak_rss_mib"],
+                    "weights_file_mib": round(weights_mib, 1),
+                    "job_wall_s": round(wall, 1),
+                }
+            )
+            print(
+                f"{name}: worker peak RSS {row['worker_peak_rss_mib']:.0f} MiB at batch {DEFAULT_BATCH_SIZE} "
+                f"({args.backend}); weights file {weights_mib:.0f} MiB "
+                f"({row['worker_peak_rss_mib'] / weights_mib:.1f}x)",
+                flush=True,
+            )
     common.write_json(args.json, rows=rows)
 
 

@@ -77,11 +77,11 @@ OFFICIAL_RENAMES = (
 
 def _official_key(key):
     if key.startswith("neck.0.downsample_layers."):
-        i, part, rest = key[len("neck.0.downsample_layers."):].split(".", 2)
+        i, part, rest = key[len("neck.0.downsample_layers.") :].split(".", 2)
         return f"downsamp_modules.{i}.{'0' if part == 'conv' else '1'}.{rest}"
     for old, new in OFFICIAL_RENAMES:
         if key.startswith(old):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     raise KeyError(key)
 
 

@@ -20,7 +20,9 @@ def test_w18_logits_equal_the_reference(w18, layout, w18_files, images, referenc
     from hrnet_keras.checkpoints import load_checkpoint_into
 
     load_checkpoint_into(w18, w18_files[layout], "hrnet-w18")
-    diff = float(np.abs(keras.ops.convert_to_numpy(w18(images, training=False)) - reference_w18_logits).max())
+    diff = float(
+        np.abs(keras.ops.convert_to_numpy(w18(images, training=False)) - reference_w18_logits).max()
+    )
     print(f"{keras.backend.backend()} hrnet-w18 {layout}: max |diff| {diff:.2e}")
     assert diff <= TOLERANCE
 
@@ -31,7 +33,9 @@ def test_optimized_inference_equals_the_reference(w18_files, images, reference_w
     model = create_model("hrnet-w18", weights=w18_files["mmcls"], classifier_activation=None)
     forward = optimize_for_inference(model)
     diff = float(np.abs(forward(images) - reference_w18_logits).max())
-    print(f"{keras.backend.backend()} hrnet-w18 folded BN, {preferred_data_format()}: max |diff| {diff:.2e}")
+    print(
+        f"{keras.backend.backend()} hrnet-w18 folded BN, {preferred_data_format()}: max |diff| {diff:.2e}"
+    )
     assert diff <= TOLERANCE
 
 

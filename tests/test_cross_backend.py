@@ -18,7 +18,11 @@ TOLERANCE = 1e-4
 
 
 def _run(backend, *args):
-    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=os.pathsep.join(map(os.path.abspath, sys.path)))
+    env = dict(
+        os.environ,
+        KERAS_BACKEND=backend,
+        PYTHONPATH=os.pathsep.join(map(os.path.abspath, sys.path)),
+    )
     proc = subprocess.run(
         [sys.executable, WORKER, *map(str, args)], env=env, capture_output=True, text=True
     )

@@ -63,7 +63,9 @@ def image_set(workdir, photo_dir):
     labels_file = workdir / "val_labels.txt"
     labels_file.write_text("".join(w + "\n" for w in wnids))
     counts = {m: count_hits(top5[m], labels) for m in MODELS}
-    return ImageSet(names, labels, wnids, class_folders, flat, labels_file, weights_dir, top5, counts)
+    return ImageSet(
+        names, labels, wnids, class_folders, flat, labels_file, weights_dir, top5, counts
+    )
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +82,6 @@ def ray_head(workdir):
 @pytest.fixture(scope="session")
 def compile_cache():
     """The JAX cache the workers share (the repository's test cache when set)."""
-    return os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "hrnet-jax-cache")
-
-
+    return os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(
+        tempfile.gettempdir(), "hrnet-jax-cache"
+    )

@@ -7,8 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg",
-          "motorcycle_left.png", "hubble_deep_field.jpg", "retina.jpg", "color.png")
+PHOTOS = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+    "color.png",
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,9 +19,15 @@ import urllib.request
 import psutil
 
 PORT_OPTIONS = (
-    "--port", "--dashboard-port", "--ray-client-server-port", "--dashboard-agent-listen-port",
-    "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port",
-    "--node-manager-port", "--object-manager-port",
+    "--port",
+    "--dashboard-port",
+    "--ray-client-server-port",
+    "--dashboard-agent-listen-port",
+    "--dashboard-agent-grpc-port",
+    "--metrics-export-port",
+    "--runtime-env-agent-port",
+    "--node-manager-port",
+    "--object-manager-port",
 )
 
 
@@ -43,13 +49,15 @@ def python_env():
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env["KERAS_BACKEND"] = "jax"
-    env.update({
-        "RAY_AUTH_MODE": "disabled",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        # Keep every Ray process on 127.0.0.1: without this Ray resolves the node to the
-        # outside interface, even with --node-ip-address 127.0.0.1.
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    })
+    env.update(
+        {
+            "RAY_AUTH_MODE": "disabled",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            # Keep every Ray process on 127.0.0.1: without this Ray resolves the node to the
+            # outside interface, even with --node-ip-address 127.0.0.1.
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        }
+    )
     return env
 
 
@@ -76,20 +84,40 @@ class RayHead:
         return f"http://127.0.0.1:{self.ports['--dashboard-port']}"
 
     def start(self, timeout=180):
-        args = ["start", "--head", "--block", "--node-ip-address", "127.0.0.1",
-                "--dashboard-host", "127.0.0.1", "--temp-dir", self.temp_dir,
-                "--disable-usage-stats", "--num-cpus", str(self.num_cpus),
-                "--num-gpus", str(self.num_gpus), "--include-dashboard", "true"]
+        args = [
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--dashboard-host",
+            "127.0.0.1",
+            "--temp-dir",
+            self.temp_dir,
+            "--disable-usage-stats",
+            "--num-cpus",
+            str(self.num_cpus),
+            "--num-gpus",
+            str(self.num_gpus),
+            "--include-dashboard",
+            "true",
+        ]
         for option, port in self.ports.items():
             args += [option, str(port)]
         self.log = open(os.path.join(self.temp_dir, "head.log"), "w")
-        self.process = subprocess.Popen(ray_cli(*args), env=self.env, stdout=self.log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            ray_cli(*args),
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"ray start exited with {self.process.returncode}; "
-                                   f"see {self.log.name}")
+                raise RuntimeError(
+                    f"ray start exited with {self.process.returncode}; " f"see {self.log.name}"
+                )
             if self._jobs_api_up():
                 return self
             time.sleep(1)
@@ -149,8 +177,18 @@ class RayHead:
         """`ray job submit OPTIONS -- python -m hrnet_eval ARGS`, with this process's
         import path in the job's runtime env (under Pants the packages are not installed)."""
         runtime_env = json.dumps({"env_vars": {"PYTHONPATH": self.env["PYTHONPATH"]}})
-        return ray_cli("job", "submit", "--runtime-env-json", runtime_env, *options,
-                       "--", "python", "-m", "hrnet_eval", *map(str, args))
+        return ray_cli(
+            "job",
+            "submit",
+            "--runtime-env-json",
+            runtime_env,
+            *options,
+            "--",
+            "python",
+            "-m",
+            "hrnet_eval",
+            *map(str, args),
+        )
 
     def submit(self, *args, timeout=600, no_wait=False, submission_id=None):
         """`ray job submit [--no-wait] -- python -m hrnet_eval ARGS`; the finished process."""
@@ -160,7 +198,9 @@ class RayHead:
         if submission_id:
             options += ["--submission-id", submission_id]
         cmd = self.submit_command(*args, options=options)
-        return subprocess.run(cmd, env=self.job_env(), capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            cmd, env=self.job_env(), capture_output=True, text=True, timeout=timeout
+        )
 
     def client(self):
         """The job SDK client (quicker than a `ray job` process for status/stop/logs)."""

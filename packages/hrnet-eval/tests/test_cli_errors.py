@@ -26,8 +26,17 @@ def weights_dir(tmp_path):
 
 
 def test_missing_data_folder(capsys, tmp_path, weights_dir):
-    code, _, err = run_main(capsys, "--models", "hrnet-w18", "--data", tmp_path / "imagenet/val",
-                            "--weights-dir", weights_dir, "--output", tmp_path / "out")
+    code, _, err = run_main(
+        capsys,
+        "--models",
+        "hrnet-w18",
+        "--data",
+        tmp_path / "imagenet/val",
+        "--weights-dir",
+        weights_dir,
+        "--output",
+        tmp_path / "out",
+    )
     assert code == 1 and len(err) == 1
     assert err[0].startswith(f"error: Data path {tmp_path / 'imagenet/val'} does not exist")
 
@@ -35,43 +44,83 @@ def test_missing_data_folder(capsys, tmp_path, weights_dir):
 def test_missing_weights_give_the_command_that_gets_them(capsys, tmp_path, weights_dir, photo_dir):
     labels = tmp_path / "labels.txt"
     labels.write_text("n01440764\n" * 24)
-    code, _, err = run_main(capsys, "--models", "hrnet-w18,hrnet-w30", "--data", photo_dir,
-                            "--labels", labels, "--weights-dir", weights_dir, "--no-download",
-                            "--output", tmp_path / "out")
+    code, _, err = run_main(
+        capsys,
+        "--models",
+        "hrnet-w18,hrnet-w30",
+        "--data",
+        photo_dir,
+        "--labels",
+        labels,
+        "--weights-dir",
+        weights_dir,
+        "--no-download",
+        "--output",
+        tmp_path / "out",
+    )
     assert code == 1 and len(err) == 1
     assert f"error: No weights for hrnet-w18 in {weights_dir}" in err[0]
-    assert err[0].endswith(f"Get them with: python -m hrnet_keras.convert --download hrnet-w18 "
-                           f"--out {weights_dir}")
+    assert err[0].endswith(
+        f"Get them with: python -m hrnet_keras.convert --download hrnet-w18 " f"--out {weights_dir}"
+    )
 
 
 def test_labels_that_do_not_match_the_files(capsys, tmp_path, weights_dir, photo_dir):
     labels = tmp_path / "labels.txt"
     labels.write_text("n01440764\n" * 20)  # 24 images
-    code, _, err = run_main(capsys, "--models", "hrnet-w18", "--data", photo_dir, "--labels", labels,
-                            "--weights-dir", weights_dir, "--output", tmp_path / "out")
+    code, _, err = run_main(
+        capsys,
+        "--models",
+        "hrnet-w18",
+        "--data",
+        photo_dir,
+        "--labels",
+        labels,
+        "--weights-dir",
+        weights_dir,
+        "--output",
+        tmp_path / "out",
+    )
     assert code == 1 and len(err) == 1
-    assert err[0].startswith(f"error: Labels do not match the files: {labels} has no label for "
-                             "ILSVRC2012_val_00000021.JPEG")
+    assert err[0].startswith(
+        f"error: Labels do not match the files: {labels} has no label for "
+        "ILSVRC2012_val_00000021.JPEG"
+    )
 
 
 def test_class_folder_that_is_not_a_class(capsys, tmp_path, weights_dir, photo_dir):
     (tmp_path / "val" / "cats").mkdir(parents=True)
     shutil.copy(photo_dir / "ILSVRC2012_val_00000001.JPEG", tmp_path / "val" / "cats")
     (tmp_path / "val" / "n01440764").mkdir()
-    code, _, err = run_main(capsys, "--models", "hrnet-w18", "--data", tmp_path / "val",
-                            "--weights-dir", weights_dir, "--output", tmp_path / "out")
+    code, _, err = run_main(
+        capsys,
+        "--models",
+        "hrnet-w18",
+        "--data",
+        tmp_path / "val",
+        "--weights-dir",
+        weights_dir,
+        "--output",
+        tmp_path / "out",
+    )
     assert code == 1 and len(err) == 1
     assert "cats is not an ImageNet-1k class" in err[0]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--models", "hrnet-w18,hrnet-w99"], "unknown model 'hrnet-w99'; known: hrnet-w18, hrnet-w30"),
-    (["--data", "/x"], "give --models NAME[,NAME...], --all, --demo or --list"),
-    (["--models", "hrnet-w18"], "give --data PATH"),
-    (["--all", "--models", "hrnet-w18", "--data", "/x"], "either --models or --all"),
-    (["--demo", "--data", "/x"], "--demo uses scikit-image's photos"),
-    (["--models", "hrnet-w18", "--data", "/x", "--shard-size", "0"], "argument --shard-size"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--models", "hrnet-w18,hrnet-w99"],
+            "unknown model 'hrnet-w99'; known: hrnet-w18, hrnet-w30",
+        ),
+        (["--data", "/x"], "give --models NAME[,NAME...], --all, --demo or --list"),
+        (["--models", "hrnet-w18"], "give --data PATH"),
+        (["--all", "--models", "hrnet-w18", "--data", "/x"], "either --models or --all"),
+        (["--demo", "--data", "/x"], "--demo uses scikit-image's photos"),
+        (["--models", "hrnet-w18", "--data", "/x", "--shard-size", "0"], "argument --shard-size"),
+    ],
+)
 def test_usage_errors_are_one_line(capsys, argv, message):
     code, _, err = run_main(capsys, *argv)
     assert code == 2 and len(err) == 1, err
@@ -82,21 +131,49 @@ def test_list_and_help(capsys):
     code, out, _ = run_main(capsys, "--list")
     lines = out.strip().splitlines()
     assert code == 0 and len(lines) == 10
-    assert lines[1].split() == ["hrnet-w18", "21.30", "4.33", "76.75", "93.44", "hrnet-w18.weights.h5"]
+    assert lines[1].split() == [
+        "hrnet-w18",
+        "21.30",
+        "4.33",
+        "76.75",
+        "93.44",
+        "hrnet-w18.weights.h5",
+    ]
     assert lines[-1].split()[:5] == ["hrnet-w48-ssld", "77.47", "17.36", "83.63", "96.79"]
     code, out, _ = run_main(capsys, "--help")
     assert code == 0
-    for option in ("--all", "--models", "--data", "--labels", "--weights-dir", "--output",
-                   "--backend", "--batch-size", "--gpus-per-worker", "--workers", "--shard-size",
-                   "--limit", "--list", "--skip-corrupt", "--demo", "ray job submit"):
+    for option in (
+        "--all",
+        "--models",
+        "--data",
+        "--labels",
+        "--weights-dir",
+        "--output",
+        "--backend",
+        "--batch-size",
+        "--gpus-per-worker",
+        "--workers",
+        "--shard-size",
+        "--limit",
+        "--list",
+        "--skip-corrupt",
+        "--demo",
+        "ray job submit",
+    ):
         assert option in out
 
 
 def test_unknown_model_exit_code_from_the_command_line():
-    run = subprocess.run([sys.executable, "-m", "hrnet_eval", "--models", "resnet50", "--data", "/x"],
-                         env=python_env(), capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "hrnet_eval", "--models", "resnet50", "--data", "/x"],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1] == (
         "python -m hrnet_eval: error: argument --models: unknown model 'resnet50'; known: "
         "hrnet-w18, hrnet-w30, hrnet-w32, hrnet-w40, hrnet-w44, hrnet-w48, hrnet-w64, "
-        "hrnet-w18-ssld, hrnet-w48-ssld (see --help)")
+        "hrnet-w18-ssld, hrnet-w48-ssld (see --help)"
+    )

@@ -25,20 +25,27 @@ def test_fractions_and_explicit_counts():
     assert (workers, gpus) == (3, 0.0) and cpus == pytest.approx(2 / 3)
 
 
-@pytest.mark.parametrize("nodes, options, message", [
-    ([(4, 0)], {"gpus": 1}, "no GPUs: run CPU workers with --gpus-per-worker 0"),
-    ([(4, 2)], {"workers": 5, "gpus": 1}, "holds 2 workers"),
-    ([(4, 1)], {"gpus": 2}, "No node has 2 GPUs free"),
-    ([(4, 2)], {"workers": 2, "cpus": 3}, "holds 1 workers"),
-])
+@pytest.mark.parametrize(
+    "nodes, options, message",
+    [
+        ([(4, 0)], {"gpus": 1}, "no GPUs: run CPU workers with --gpus-per-worker 0"),
+        ([(4, 2)], {"workers": 5, "gpus": 1}, "holds 2 workers"),
+        ([(4, 1)], {"gpus": 2}, "No node has 2 GPUs free"),
+        ([(4, 2)], {"workers": 2, "cpus": 3}, "holds 1 workers"),
+    ],
+)
 def test_what_does_not_fit_fails(nodes, options, message):
     with pytest.raises(ClusterError, match=message):
         sized(nodes, **options)
 
 
 def test_worker_environment():
-    assert worker_env("jax", 0) == {"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2",
-                                    "CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"}
+    assert worker_env("jax", 0) == {
+        "KERAS_BACKEND": "jax",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "CUDA_VISIBLE_DEVICES": "",
+        "JAX_PLATFORMS": "cpu",
+    }
     shared = worker_env("jax", 0.5, "/cache")
     assert shared["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.450"
     assert shared["JAX_COMPILATION_CACHE_DIR"] == "/cache"

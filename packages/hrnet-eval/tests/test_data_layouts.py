@@ -56,12 +56,17 @@ def test_class_folders_flat_and_tar_agree(layouts):
     flat = load_dataset(root / "flat")  # labels: tfds' validation_labels.txt
     tar = load_dataset(root / "manual")
     assert (folders.layout, flat.layout, tar.layout) == (
-        "class folders", "flat", "tfds manual_dir (tar)")
+        "class folders",
+        "flat",
+        "tfds manual_dir (tar)",
+    )
     assert [i.name for i in flat.items] == names == [i.name for i in tar.items]
     assert [i.label for i in flat.items] == truth == [i.label for i in tar.items]
     # Class folders: sorted by wnid (= class index), then file name.
     assert [i.label for i in folders.items] == sorted(truth)
-    assert dict((os.path.basename(i.name), i.label) for i in folders.items) == dict(zip(names, truth))
+    assert dict((os.path.basename(i.name), i.label) for i in folders.items) == dict(
+        zip(names, truth)
+    )
     a, b, c = decoded(folders), decoded(flat), decoded(tar)
     for name in names:
         assert a[name][0] == b[name][0] == c[name][0]
@@ -81,8 +86,13 @@ def test_prepared_tfds_data_dir_matches_the_tar(layouts, tmp_path):
         "b = tfds.builder('imagenet2012', data_dir=sys.argv[1])\n"
         "b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=sys.argv[2]))\n"
     )
-    subprocess.run([sys.executable, "-c", script, str(tmp_path / "tfds"), str(root / "manual")],
-                   check=True, env=python_env(), capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "tfds"), str(root / "manual")],
+        check=True,
+        env=python_env(),
+        capture_output=True,
+        timeout=300,
+    )
     prepared = load_dataset(tmp_path / "tfds")
     assert prepared.layout == "tfds data_dir" and len(prepared) == len(names)
     from_tar = decoded(load_dataset(root / "manual"))
@@ -101,9 +111,11 @@ def test_labels_file_formats(layouts, tmp_path):
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("".join(f"{n} {(y + 2) % 1000}\n" for n, y in zip(names, truth)))
     assert [i.label for i in load_dataset(root / "flat", labels_file=wnid_lines).items] == [
-        (y + 1) % 1000 for y in truth]
+        (y + 1) % 1000 for y in truth
+    ]
     assert [i.label for i in load_dataset(root / "flat", labels_file=pairs).items] == [
-        (y + 2) % 1000 for y in truth]
+        (y + 2) % 1000 for y in truth
+    ]
     assert read_labels(pairs)[24] == (truth[23] + 2) % 1000
 
 
@@ -125,7 +137,9 @@ def test_bad_layouts_fail_naming_the_problem(layouts, tmp_path):
 
     short = tmp_path / "short.txt"
     short.write_text("".join(WNIDS[y] + "\n" for y in truth[:10]))
-    with pytest.raises(DataError, match="Labels do not match the files: .* ILSVRC2012_val_00000011"):
+    with pytest.raises(
+        DataError, match="Labels do not match the files: .* ILSVRC2012_val_00000011"
+    ):
         load_dataset(root / "flat", labels_file=short)
 
     bad_wnid = tmp_path / "bad.txt"

@@ -23,9 +23,21 @@ W18, SSLD = "hrnet-w18", "hrnet-w18-ssld"
 
 def job_args(image_set, output, compile_cache, *, models=(W18,), data=None, **options):
     """CLI arguments of an evaluation of the test image set."""
-    args = ["--models", ",".join(models), "--data", data or image_set.class_folders,
-            "--weights-dir", image_set.weights_dir, "--output", output, "--no-download",
-            "--compile-cache", compile_cache, "--progress-seconds", "0"]
+    args = [
+        "--models",
+        ",".join(models),
+        "--data",
+        data or image_set.class_folders,
+        "--weights-dir",
+        image_set.weights_dir,
+        "--output",
+        output,
+        "--no-download",
+        "--compile-cache",
+        compile_cache,
+        "--progress-seconds",
+        "0",
+    ]
     defaults = {"batch_size": 4, "shard_size": 8}
     for key, value in {**defaults, **options}.items():
         args += ["--" + key.replace("_", "-"), value]
@@ -50,14 +62,18 @@ def assert_counts(output, image_set, models):
         row = rows[model]
         expected = image_set.counts[model]
         assert (row["top1_hits"], row["top5_hits"], row["images"]) == (
-            expected["top1"], expected["top5"], expected["images"]), model
+            expected["top1"],
+            expected["top5"],
+            expected["images"],
+        ), model
     return rows
 
 
 def test_job_reproduces_reference_counts(ray_head, image_set, tmp_path, compile_cache):
     out = tmp_path / "out"
-    run = ray_head.submit(*job_args(image_set, out, compile_cache, models=(W18, SSLD), workers=2,
-                                    gpus_per_worker=1))
+    run = ray_head.submit(
+        *job_args(image_set, out, compile_cache, models=(W18, SSLD), workers=2, gpus_per_worker=1)
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     # The reference's predictions differ by image and the labels give hits of both kinds.
     assert len({tuple(t) for t in image_set.top5[W18]}) == 24
@@ -75,8 +91,17 @@ def test_job_reproduces_reference_counts(ray_head, image_set, tmp_path, compile_
 
     with open(out / "results.csv") as f:
         table = list(csv.DictReader(f))
-    assert list(table[0]) == ["model", "img_size", "top1", "top1_err", "top5", "top5_err",
-                              "param_count", "crop_pct", "interpolation"]
+    assert list(table[0]) == [
+        "model",
+        "img_size",
+        "top1",
+        "top1_err",
+        "top5",
+        "top5_err",
+        "param_count",
+        "crop_pct",
+        "interpolation",
+    ]
     assert {r["model"] for r in table} == {W18, SSLD}
     markdown = (out / "results.md").read_text()
     assert "| HRNet-W18\\* | 21.30 | 4.33 | 76.75 |" in markdown
@@ -86,7 +111,11 @@ def test_job_reproduces_reference_counts(ray_head, image_set, tmp_path, compile_
     # Three shards per model, each on a worker holding logical GPUs.
     for model in (W18, SSLD):
         files = shard_files(out, model)
-        assert [f.stem for f in files] == ["00000000-00000008", "00000008-00000016", "00000016-00000024"]
+        assert [f.stem for f in files] == [
+            "00000000-00000008",
+            "00000008-00000016",
+            "00000016-00000024",
+        ]
     records = [json.loads(f.read_text()) for f in shard_files(out, W18)]
     assert all(r["worker"]["gpu_ids"] for r in records)
     # Progress lines with a rate and an ETA reach the job's log.
@@ -98,11 +127,13 @@ def test_three_workers_one_killed_mid_run(ray_head, image_set, tmp_path, compile
     """3 workers on half a GPU each, another shard and batch size; one worker is killed
     inside a shard: its shards are redone by another worker, counted once, same counts."""
     out = tmp_path / "out"
-    args = job_args(image_set, out, compile_cache, workers=3, gpus_per_worker=0.5, shard_size=2,
-                    batch_size=1)
+    args = job_args(
+        image_set, out, compile_cache, workers=3, gpus_per_worker=0.5, shard_size=2, batch_size=1
+    )
     cmd = ray_head.submit_command(*args)
-    job = subprocess.Popen(cmd, env=ray_head.job_env(), stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
+    job = subprocess.Popen(
+        cmd, env=ray_head.job_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     victim = None
     deadline = time.monotonic() + 400
     while victim is None and job.poll() is None and time.monotonic() < deadline:
@@ -136,8 +167,16 @@ def test_stopped_job_keeps_shards_and_resumes(ray_head, image_set, tmp_path, com
     from ray.job_submission import JobStatus
 
     out = tmp_path / "out"
-    args = job_args(image_set, out, compile_cache, data=image_set.flat, workers=1,
-                    gpus_per_worker=1, shard_size=2, batch_size=1)
+    args = job_args(
+        image_set,
+        out,
+        compile_cache,
+        data=image_set.flat,
+        workers=1,
+        gpus_per_worker=1,
+        shard_size=2,
+        batch_size=1,
+    )
     args += ["--labels", image_set.labels_file]
     job_id = f"hrnet-eval-stop-{uuid.uuid4().hex[:8]}"
     submitted = ray_head.submit(*args, no_wait=True, submission_id=job_id)
@@ -164,16 +203,18 @@ def test_stopped_job_keeps_shards_and_resumes(ray_head, image_set, tmp_path, com
     assert len(shard_files(out, W18)) == 12
 
 
-def test_corrupt_image_fails_naming_it_and_skip_corrupt_resumes(ray_head, image_set, tmp_path,
-                                                                compile_cache):
+def test_corrupt_image_fails_naming_it_and_skip_corrupt_resumes(
+    ray_head, image_set, tmp_path, compile_cache
+):
     data = tmp_path / "val"
     shutil.copytree(image_set.class_folders, data)
     last_wnid = sorted(os.listdir(data))[-1]
     broken = data / last_wnid / sorted(os.listdir(data / last_wnid))[-1]  # in the last shard
     broken.write_bytes(broken.read_bytes()[:600])  # a truncated JPEG
     out = tmp_path / "out"
-    args = job_args(image_set, out, compile_cache, data=data, workers=1, gpus_per_worker=1,
-                    shard_size=4)
+    args = job_args(
+        image_set, out, compile_cache, data=data, workers=1, gpus_per_worker=1, shard_size=4
+    )
 
     failed = ray_head.submit(*args)
     assert failed.returncode != 0
@@ -193,7 +234,10 @@ def test_corrupt_image_fails_naming_it_and_skip_corrupt_resumes(ray_head, image_
     row = rows[W18]
     expected = image_set.counts_without(W18, {broken.name})
     assert (row["top1_hits"], row["top5_hits"], row["images"]) == (
-        expected["top1"], expected["top5"], 23)
+        expected["top1"],
+        expected["top5"],
+        23,
+    )
     assert [where for where, _ in row["skipped"]] == [str(broken)]
     assert "denominator 23 images" in (out / "results.md").read_text()
 
@@ -203,9 +247,22 @@ def test_demo_runs_on_its_own_local_cluster(tmp_path, compile_cache):
     env.pop("RAY_ADDRESS", None)
     out = tmp_path / "demo"
     run = subprocess.run(
-        [sys.executable, "-m", "hrnet_eval", "--demo", "--output", str(out), "--local-cpus", "2",
-         "--compile-cache", compile_cache],
-        env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "hrnet_eval",
+            "--demo",
+            "--output",
+            str(out),
+            "--local-cpus",
+            "2",
+            "--compile-cache",
+            compile_cache,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "started a local Ray cluster" in run.stdout

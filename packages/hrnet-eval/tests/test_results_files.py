@@ -10,20 +10,36 @@ from hrnet_eval.progress import Progress
 
 
 def record(start, end, top1, top5, seconds=2.0, skipped=()):
-    return {"start": start, "end": end, "images": end - start - len(skipped), "top1": top1,
-            "top5": top5, "seconds": seconds, "skipped": [list(s) for s in skipped]}
+    return {
+        "start": start,
+        "end": end,
+        "images": end - start - len(skipped),
+        "top1": top1,
+        "top5": top5,
+        "seconds": seconds,
+        "skipped": [list(s) for s in skipped],
+    }
 
 
-META = {"data": "/data/val", "layout": "class folders", "images": 50000, "backend": "jax",
-        "shard_size": 500, "finished": "2026-01-01T00:00:00+00:00", "banner": None}
+META = {
+    "data": "/data/val",
+    "layout": "class folders",
+    "images": 50000,
+    "backend": "jax",
+    "shard_size": 500,
+    "finished": "2026-01-01T00:00:00+00:00",
+    "banner": None,
+}
 
 
 @pytest.fixture()
 def rows():
     w18 = [record(0, 25000, 19190, 23360, 10.0), record(25000, 50000, 19185, 23360, 15.0)]
     ssld = [record(0, 3, 2, 3, 1.0, skipped=[("/data/val/n1/x.JPEG", "Cannot decode image x")])]
-    return [results.make_row("hrnet-w18", w18, backend="jax", weights="/w/hrnet-w18.weights.h5"),
-            results.make_row("hrnet-w18-ssld", ssld, backend="jax", weights="/w/ssld.weights.h5")]
+    return [
+        results.make_row("hrnet-w18", w18, backend="jax", weights="/w/hrnet-w18.weights.h5"),
+        results.make_row("hrnet-w18-ssld", ssld, backend="jax", weights="/w/ssld.weights.h5"),
+    ]
 
 
 def test_rows_merge_counts_beside_published_figures(rows):
@@ -40,20 +56,53 @@ def test_result_files(rows, tmp_path):
     md, js, cs = results.write(tmp_path, rows, META)
     document = json.loads(js.read_text())
     assert document["demo"] is False and document["images"] == 50000
-    required = {"name", "top1", "top5", "images", "published_top1", "published_top5", "params",
-                "flops", "img_size", "crop_pct", "interpolation", "backend", "seconds",
-                "images_per_second"}
+    required = {
+        "name",
+        "top1",
+        "top5",
+        "images",
+        "published_top1",
+        "published_top5",
+        "params",
+        "flops",
+        "img_size",
+        "crop_pct",
+        "interpolation",
+        "backend",
+        "seconds",
+        "images_per_second",
+    }
     assert required <= set(document["models"][0])
     with open(cs) as f:
         table = list(csv.reader(f))
-    assert table[0] == ["model", "img_size", "top1", "top1_err", "top5", "top5_err",
-                        "param_count", "crop_pct", "interpolation"]
-    assert table[1] == ["hrnet-w18", "224", "76.750", "23.250", "93.440", "6.560", "21.30",
-                        "0.875", "bilinear"]
+    assert table[0] == [
+        "model",
+        "img_size",
+        "top1",
+        "top1_err",
+        "top5",
+        "top5_err",
+        "param_count",
+        "crop_pct",
+        "interpolation",
+    ]
+    assert table[1] == [
+        "hrnet-w18",
+        "224",
+        "76.750",
+        "23.250",
+        "93.440",
+        "6.560",
+        "21.30",
+        "0.875",
+        "bilinear",
+    ]
     text = md.read_text()
-    assert ("| HRNet-W18\\* | 21.30 | 4.33 | 76.75 | 76.75 | +0.00 | 93.44 | 93.44 | +0.00 | 50000 "
-            "| [config](https://github.com/open-mmlab/mmclassification/blob/master/configs/hrnet/"
-            "hrnet-w18_4xb32_in1k.py) | [model](https://download.openmmlab.com/") in text
+    assert (
+        "| HRNet-W18\\* | 21.30 | 4.33 | 76.75 | 76.75 | +0.00 | 93.44 | 93.44 | +0.00 | 50000 "
+        "| [config](https://github.com/open-mmlab/mmclassification/blob/master/configs/hrnet/"
+        "hrnet-w18_4xb32_in1k.py) | [model](https://download.openmmlab.com/"
+    ) in text
     assert "| HRNet-W18 (ssld)\\* | 21.30 | 4.33 | 81.06 | 100.00 | +18.94 |" in text
     assert "hrnet-w18-ssld: 1 skipped; denominator 2 images" in text
     assert "`/data/val/n1/x.JPEG`: Cannot decode image x" in text
@@ -65,8 +114,13 @@ def test_result_files(rows, tmp_path):
 def test_progress_lines_give_rate_and_eta():
     now = [100.0]
     lines = []
-    progress = Progress({"hrnet-w18": 1000}, {"hrnet-w18": 200}, interval=5, clock=lambda: now[0],
-                        out=lambda text, flush: lines.append(text))
+    progress = Progress(
+        {"hrnet-w18": 1000},
+        {"hrnet-w18": 200},
+        interval=5,
+        clock=lambda: now[0],
+        out=lambda text, flush: lines.append(text),
+    )
     progress.add("hrnet-w18", 100)  # first shard of this run: no rate yet
     now[0] = 102.0
     progress.add("hrnet-w18", 100)  # too soon for another line

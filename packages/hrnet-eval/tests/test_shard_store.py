@@ -10,12 +10,21 @@ from hrnet_eval.worker import ModelSpec
 
 
 def result(images=4, top1=1, top5=2, skipped=()):
-    return {"images": images, "top1": top1, "top5": top5, "labels": [0] * images,
-            "top5_classes": [[0, 1, 2, 3, 4]] * images, "skipped": list(skipped), "seconds": 0.5}
+    return {
+        "images": images,
+        "top1": top1,
+        "top5": top5,
+        "labels": [0] * images,
+        "top5_classes": [[0, 1, 2, 3, 4]] * images,
+        "skipped": list(skipped),
+        "seconds": 0.5,
+    }
 
 
 def dataset(n=10, label=0):
-    items = tuple(Item(f"ILSVRC2012_val_{i + 1:08d}.JPEG", label, f"/data/{i}.JPEG") for i in range(n))
+    items = tuple(
+        Item(f"ILSVRC2012_val_{i + 1:08d}.JPEG", label, f"/data/{i}.JPEG") for i in range(n)
+    )
     return Dataset(items, "flat", "/data")
 
 
@@ -54,7 +63,11 @@ def test_plan_resumes_only_matching_shards(tmp_path):
 
     # Another backend, other weights, or other labels: nothing reused.
     other_weights = {"hrnet-w18": ModelSpec("hrnet-w18", "/w/hrnet-w18.weights.h5", "sha256:bb")}
-    for args in ((data, specs, "torch"), (data, other_weights, "jax"), (dataset(10, label=3), specs, "jax")):
+    for args in (
+        (data, specs, "torch"),
+        (data, other_weights, "jax"),
+        (dataset(10, label=3), specs, "jax"),
+    ):
         done, pending, _ = plan(["hrnet-w18"], args[0], store, args[1], args[2], 4, True)
         assert done["hrnet-w18"] == [] and len(pending["hrnet-w18"]) == 3
     # Another shard size: other ranges, so nothing reused either.

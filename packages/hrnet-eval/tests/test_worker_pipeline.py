@@ -70,8 +70,10 @@ def test_shards_and_batches_do_not_change_results(flat_items):
 def test_labels_that_hit(flat_items):
     """Labels set to the predicted classes give exact top-1 / top-5 counts."""
     top5 = expected_top5(flat_items[:6])
-    relabelled = [Item(i.name, top5[k][0] if k < 3 else top5[k][4], i.source)
-                  for k, i in enumerate(flat_items[:6])]
+    relabelled = [
+        Item(i.name, top5[k][0] if k < 3 else top5[k][4], i.source)
+        for k, i in enumerate(flat_items[:6])
+    ]
     result = StubWorker("jax", batch_size=4, decode_threads=2).evaluate(SPEC, relabelled)
     assert (result["images"], result["top1"], result["top5"]) == (6, 3, 6)
 
@@ -80,14 +82,22 @@ def test_corrupt_image_fails_or_is_skipped(flat_items, tmp_path):
     broken = tmp_path / "ILSVRC2012_val_00000003.JPEG"
     shutil.copyfile(flat_items[2].source, broken)
     broken.write_bytes(broken.read_bytes()[:300])
-    items = flat_items[:2] + [Item(flat_items[2].name, flat_items[2].label, str(broken))] + flat_items[3:6]
+    items = (
+        flat_items[:2]
+        + [Item(flat_items[2].name, flat_items[2].label, str(broken))]
+        + flat_items[3:6]
+    )
     with pytest.raises(ImageError, match=f"Cannot decode image {broken}"):
         StubWorker("jax", batch_size=2, decode_threads=2).evaluate(SPEC, items)
-    result = StubWorker("jax", batch_size=2, decode_threads=2).evaluate(SPEC, items, skip_corrupt=True)
+    result = StubWorker("jax", batch_size=2, decode_threads=2).evaluate(
+        SPEC, items, skip_corrupt=True
+    )
     assert result["images"] == 5
     assert [where for where, _ in result["skipped"]] == [str(broken)]
     assert result["labels"] == [i.label for k, i in enumerate(items) if k != 2]
-    clean = StubWorker("jax", batch_size=2, decode_threads=2).evaluate(SPEC, flat_items[:2] + flat_items[3:6])
+    clean = StubWorker("jax", batch_size=2, decode_threads=2).evaluate(
+        SPEC, flat_items[:2] + flat_items[3:6]
+    )
     assert clean["top5_classes"] == result["top5_classes"]
 
 

@@ -13,7 +13,10 @@ from hrnet_keras.checkpoints.layouts import to_mmcls
 from hrnet_keras.configs import get_preset
 
 WIDTHS = [
-    "hrnet-w18", "hrnet-w30", "hrnet-w32", "hrnet-w40",
+    "hrnet-w18",
+    "hrnet-w30",
+    "hrnet-w32",
+    "hrnet-w40",
     pytest.param("hrnet-w44", marks=pytest.mark.slow),
     pytest.param("hrnet-w48", marks=pytest.mark.slow),
     pytest.param("hrnet-w64", marks=pytest.mark.slow),
@@ -61,8 +64,14 @@ def test_every_width_converts_key_for_key(name):
     assigned = assign_state(model, state, expected_width=int(name.split("w")[-1]))
     assert assigned == len(model.weights)
     # trainable tensors = the table's Params, every one assigned
-    assert sum(v.size for k, v in state.items() if not k.endswith(
-        ("running_mean", "running_var", "num_batches_tracked"))) == get_preset(name).params
+    assert (
+        sum(
+            v.size
+            for k, v in state.items()
+            if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+        )
+        == get_preset(name).params
+    )
 
 
 def _state(reference_w18):
@@ -86,12 +95,16 @@ def test_unexpected_tensor_is_named(reference_w18):
 def test_shape_mismatch_names_key_and_both_shapes(reference_w18):
     state = _state(reference_w18)
     state["head.fc.weight"] = np.zeros((10, 2048), "float32")
-    with pytest.raises(CheckpointError, match=r"head\.fc\.weight has shape \(10, 2048\).*\(2048, 1000\)"):
+    with pytest.raises(
+        CheckpointError, match=r"head\.fc\.weight has shape \(10, 2048\).*\(2048, 1000\)"
+    ):
         assign_state(create_model("hrnet-w18"), state)
 
 
 def test_other_width_says_which(tmp_path):
-    ckpt = reference_model.save_mmcls(reference_model.build_reference("hrnet-w30"), tmp_path / "w30.pth")
+    ckpt = reference_model.save_mmcls(
+        reference_model.build_reference("hrnet-w30"), tmp_path / "w30.pth"
+    )
     with pytest.raises(CheckpointError, match="HRNet-W30 checkpoint.*--model hrnet-w30"):
         create_model("hrnet-w18", weights=ckpt)
 
@@ -129,8 +142,9 @@ def test_official_head_biases_fold_into_batchnorm(reference_w18, w18_files):
     np.testing.assert_allclose(state["neck.0.final_layer.bn.running_mean"], want, atol=1e-6)
 
 
-def test_row_name_converts_from_cache_on_first_use(tmp_path, monkeypatch, w18_files, images,
-                                                  reference_w18_logits):
+def test_row_name_converts_from_cache_on_first_use(
+    tmp_path, monkeypatch, w18_files, images, reference_w18_logits
+):
     monkeypatch.setenv("HRNET_KERAS_CACHE", str(tmp_path))
     preset = get_preset("hrnet-w18-ssld")
     (tmp_path / preset.filename).write_bytes(w18_files["mmcls"].read_bytes())
@@ -147,5 +161,7 @@ def test_row_name_converts_from_cache_on_first_use(tmp_path, monkeypatch, w18_fi
 
 
 def test_missing_weights_give_the_command_that_gets_them(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m hrnet_keras.convert --download hrnet-w64"):
+    with pytest.raises(
+        FileNotFoundError, match="python -m hrnet_keras.convert --download hrnet-w64"
+    ):
         ensure_converted("hrnet-w64", cache=tmp_path, allow_download=False)

@@ -6,8 +6,16 @@ from hrnet_keras.configs import get_preset
 WIDE = {"hrnet-w44", "hrnet-w48", "hrnet-w64", "hrnet-w48-ssld"}
 ROWS = [
     pytest.param(name, marks=pytest.mark.slow) if name in WIDE else name
-    for name in ["hrnet-w18", "hrnet-w30", "hrnet-w32", "hrnet-w40", "hrnet-w44",
-                 "hrnet-w48", "hrnet-w64", "hrnet-w48-ssld"]
+    for name in [
+        "hrnet-w18",
+        "hrnet-w30",
+        "hrnet-w32",
+        "hrnet-w40",
+        "hrnet-w44",
+        "hrnet-w48",
+        "hrnet-w64",
+        "hrnet-w48-ssld",
+    ]
 ]
 
 

@@ -4,8 +4,15 @@ import hrnet_keras
 from hrnet_keras.configs import ARCHS, get_arch, get_preset
 
 ROWS = [
-    "hrnet-w18", "hrnet-w30", "hrnet-w32", "hrnet-w40", "hrnet-w44",
-    "hrnet-w48", "hrnet-w64", "hrnet-w18-ssld", "hrnet-w48-ssld",
+    "hrnet-w18",
+    "hrnet-w30",
+    "hrnet-w32",
+    "hrnet-w40",
+    "hrnet-w44",
+    "hrnet-w48",
+    "hrnet-w64",
+    "hrnet-w18-ssld",
+    "hrnet-w48-ssld",
 ]
 
 
@@ -31,4 +38,3 @@ def test_preset_file_name_carries_its_sha256_prefix(name):
     assert preset.filename.endswith(f"-{preset.sha256_prefix}.pth")
     assert len(preset.sha256_prefix) == 8
     assert preset.keras_weights == f"{name}.weights.h5"
-

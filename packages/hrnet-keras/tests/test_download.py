@@ -81,14 +81,31 @@ def test_convert_cli_from_url_checks_the_hash_in_the_name(server, tmp_path, w18_
     body = w18_files["mmcls"].read_bytes()
     name = f"hrnet-w18_test-{hashlib.sha256(body).hexdigest()[:8]}.pth"
     _serve(handler, "/" + name, body)
-    assert convert.main([f"{base}/{name}", "--model", "hrnet-w18", "--out", str(tmp_path),
-                         "--no-progress"]) == 0
-    assert (tmp_path / "hrnet-w18.weights.h5").is_file() and (tmp_path / "hrnet-w18.keras").is_file()
+    assert (
+        convert.main(
+            [f"{base}/{name}", "--model", "hrnet-w18", "--out", str(tmp_path), "--no-progress"]
+        )
+        == 0
+    )
+    assert (tmp_path / "hrnet-w18.weights.h5").is_file() and (
+        tmp_path / "hrnet-w18.keras"
+    ).is_file()
     # the same bytes under a name with another hash are refused
     _serve(handler, "/hrnet-w18_test-deadbeef.pth", body)
     out = tmp_path / "second"
-    assert convert.main([f"{base}/hrnet-w18_test-deadbeef.pth", "--model", "hrnet-w18",
-                         "--out", str(out), "--no-progress"]) == 1
+    assert (
+        convert.main(
+            [
+                f"{base}/hrnet-w18_test-deadbeef.pth",
+                "--model",
+                "hrnet-w18",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
     assert "does not match the expected deadbeef" in capsys.readouterr().err
     assert list(out.iterdir()) == []
 

@@ -9,8 +9,11 @@ from hrnet_keras.inference import FoldedBatchNorm, fold_batchnorm, inference_fun
 def test_folded_model_keeps_the_logits(w18_files, images, reference_w18_logits):
     model = create_model("hrnet-w18", weights=w18_files["mmcls"], classifier_activation=None)
     folded = fold_batchnorm(model)
-    assert not any(isinstance(l, keras.layers.BatchNormalization) for l in folded.layers)
-    assert sum(isinstance(l, keras.layers.Conv2D) and l.use_bias for l in folded.layers) == 325
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
+    assert (
+        sum(isinstance(layer, keras.layers.Conv2D) and layer.use_bias for layer in folded.layers)
+        == 325
+    )
     got = keras.ops.convert_to_numpy(folded(images, training=False))
     assert np.abs(got - reference_w18_logits).max() <= 1e-4
 
@@ -21,8 +24,8 @@ def test_channels_first_twin_takes_and_returns_channels_last(pooling):
     model = create_model("hrnet-w18", include_top=False, pooling=pooling, input_shape=(64, 64, 3))
     x = np.random.default_rng(1).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
     twin = fold_batchnorm(model, data_format="channels_first")
-    convs = [l for l in twin.layers if isinstance(l, keras.layers.Conv2D)]
-    assert convs and all(l.data_format == "channels_first" for l in convs)
+    convs = [layer for layer in twin.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert convs and all(layer.data_format == "channels_first" for layer in convs)
     assert twin.input.shape == model.input.shape and twin.output.shape == model.output.shape
     want = keras.ops.convert_to_numpy(model(x, training=False))
     for got in (keras.ops.convert_to_numpy(twin(x, training=False)), inference_function(twin)(x)):

@@ -33,7 +33,10 @@ def test_features_only_returns_four_branches_at_any_size_divisible_by_32():
     model = create_model("hrnet-w18", features_only=True)
     outs = model.predict(_rand(1, 96, 160, 3), verbose=0)
     assert [tuple(o.shape) for o in outs] == [
-        (1, 24, 40, 18), (1, 12, 20, 36), (1, 6, 10, 72), (1, 3, 5, 144)
+        (1, 24, 40, 18),
+        (1, 12, 20, 36),
+        (1, 6, 10, 72),
+        (1, 3, 5, 144),
     ]
     assert not any(layer.name.startswith(("neck", "head")) for layer in model.layers)
 

@@ -43,8 +43,11 @@ def test_corrupt_image_fails_naming_the_file(tmp_path):
 def test_preprocess_input_normalises_both_layouts():
     x = np.full((2, 4, 4, 3), 255, dtype=np.uint8)
     y = preprocess_input(x)
-    np.testing.assert_allclose(y[0, 0, 0], (255 - np.array([123.675, 116.28, 103.53]))
-                               / np.array([58.395, 57.12, 57.375]), rtol=1e-6)
+    np.testing.assert_allclose(
+        y[0, 0, 0],
+        (255 - np.array([123.675, 116.28, 103.53])) / np.array([58.395, 57.12, 57.375]),
+        rtol=1e-6,
+    )
     z = preprocess_input(np.transpose(x, (0, 3, 1, 2)), data_format="channels_first")
     np.testing.assert_allclose(np.transpose(z, (0, 2, 3, 1)), y)
 
@@ -64,8 +67,15 @@ def test_decode_predictions_names_imagenet_classes():
         decode_predictions(np.zeros((2, 10)))
 
 
-SAMPLE_PHOTOS = ["rocket.jpg", "hubble_deep_field.jpg", "retina.jpg", "chelsea.png",
-                 "coffee.png", "astronaut.png", "camera.png"]
+SAMPLE_PHOTOS = [
+    "rocket.jpg",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+    "chelsea.png",
+    "coffee.png",
+    "astronaut.png",
+    "camera.png",
+]
 
 
 def _sample_photos(tmp_path):

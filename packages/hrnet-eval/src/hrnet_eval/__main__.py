@@ -22,8 +22,14 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 DEFAULT_OUTPUT = "results"
 DEFAULT_SHARD_SIZE = 500
 DEFAULT_BATCH_SIZE = 32
-DEMO_DEFAULTS = {"output": "results/demo", "shard_size": 4, "batch_size": 4, "gpus_per_worker": 0.0,
-                 "workers": 1, "models": ["hrnet-w18"]}
+DEMO_DEFAULTS = {
+    "output": "results/demo",
+    "shard_size": 4,
+    "batch_size": 4,
+    "gpus_per_worker": 0.0,
+    "workers": 1,
+    "models": ["hrnet-w18"],
+}
 
 
 def default_compile_cache():
@@ -51,64 +57,128 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = parser.add_argument_group("what to evaluate")
-    what.add_argument("--models", type=_model_list, metavar="NAME[,NAME...]",
-                      help="comma-separated rows, e.g. hrnet-w18,hrnet-w48-ssld")
+    what.add_argument(
+        "--models",
+        type=_model_list,
+        metavar="NAME[,NAME...]",
+        help="comma-separated rows, e.g. hrnet-w18,hrnet-w48-ssld",
+    )
     what.add_argument("--all", action="store_true", help="every row of the table")
-    what.add_argument("--demo", action="store_true",
-                      help="scikit-image's sample photos, seeded RANDOM weights (accuracies mean "
-                           "nothing), CPU workers on a local cluster: shows the machinery working")
-    what.add_argument("--list", action="store_true", help="list the rows with published figures and exit")
-    what.add_argument("--data", metavar="PATH",
-                      help="ImageNet validation: class folders (val/n01440764/*.JPEG), flat "
-                           "ILSVRC2012_val_*.JPEG files (labels from --labels or tensorflow-datasets' "
-                           "validation_labels.txt), a tfds manual_dir with ILSVRC2012_img_val.tar, "
-                           "or a prepared tfds data_dir (imagenet2012)")
-    what.add_argument("--labels", metavar="FILE",
-                      help="labels of a flat folder or tar: one wnid/index per line in image-number "
-                           "order, or 'FILE LABEL' lines")
+    what.add_argument(
+        "--demo",
+        action="store_true",
+        help="scikit-image's sample photos, seeded RANDOM weights (accuracies mean "
+        "nothing), CPU workers on a local cluster: shows the machinery working",
+    )
+    what.add_argument(
+        "--list", action="store_true", help="list the rows with published figures and exit"
+    )
+    what.add_argument(
+        "--data",
+        metavar="PATH",
+        help="ImageNet validation: class folders (val/n01440764/*.JPEG), flat "
+        "ILSVRC2012_val_*.JPEG files (labels from --labels or tensorflow-datasets' "
+        "validation_labels.txt), a tfds manual_dir with ILSVRC2012_img_val.tar, "
+        "or a prepared tfds data_dir (imagenet2012)",
+    )
+    what.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="labels of a flat folder or tar: one wnid/index per line in image-number "
+        "order, or 'FILE LABEL' lines",
+    )
     what.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N images")
-    what.add_argument("--skip-corrupt", action="store_true",
-                      help="skip unreadable images (each is reported; accuracies use the images "
-                           "evaluated as denominator) instead of failing")
+    what.add_argument(
+        "--skip-corrupt",
+        action="store_true",
+        help="skip unreadable images (each is reported; accuracies use the images "
+        "evaluated as denominator) instead of failing",
+    )
 
     weights = parser.add_argument_group("weights")
-    weights.add_argument("--weights-dir", metavar="DIR",
-                         help="converted weights NAME.weights.h5 (default: the hrnet-keras cache, "
-                              "$HRNET_KERAS_CACHE or ~/.cache/hrnet-keras); missing ones are "
-                              "downloaded and converted there")
-    weights.add_argument("--no-download", action="store_true",
-                         help="fail instead of downloading missing weights")
+    weights.add_argument(
+        "--weights-dir",
+        metavar="DIR",
+        help="converted weights NAME.weights.h5 (default: the hrnet-keras cache, "
+        "$HRNET_KERAS_CACHE or ~/.cache/hrnet-keras); missing ones are "
+        "downloaded and converted there",
+    )
+    weights.add_argument(
+        "--no-download", action="store_true", help="fail instead of downloading missing weights"
+    )
 
     run = parser.add_argument_group("execution")
-    run.add_argument("--output", metavar="DIR",
-                     help=f"results and finished shards (default: {DEFAULT_OUTPUT}/, "
-                          f"{DEMO_DEFAULTS['output']}/ with --demo)")
-    run.add_argument("--backend", choices=("jax", "tensorflow", "torch"), default="jax",
-                     help="Keras backend of the workers (default: jax)")
-    run.add_argument("--batch-size", type=_positive_int, metavar="N",
-                     help=f"images per forward pass (default: {DEFAULT_BATCH_SIZE}; the last batch "
-                          "of a shard is padded, so counts do not depend on it)")
-    run.add_argument("--gpus-per-worker", type=_non_negative_float, metavar="G",
-                     help="GPU share of each worker, fractions allowed (0.5: two per GPU); 0 runs "
-                          "CPU workers (default: 1 if the cluster has GPUs, else 0)")
-    run.add_argument("--cpus-per-worker", type=_non_negative_float, metavar="C",
-                     help="CPUs of each worker, used for JPEG decoding (default: the cluster's "
-                          "CPUs split evenly)")
-    run.add_argument("--workers", type=_positive_int, metavar="N",
-                     help="number of workers (default: GPUs / --gpus-per-worker; CPU workers: "
-                          "one per 8 CPUs)")
-    run.add_argument("--shard-size", type=_positive_int, metavar="N",
-                     help=f"images per work unit (default: {DEFAULT_SHARD_SIZE})")
-    run.add_argument("--address", metavar="ADDR",
-                     help="Ray cluster to join (default: $RAY_ADDRESS, set by `ray job submit`; "
-                          "without either a local cluster is started)")
-    run.add_argument("--local-cpus", type=_positive_int, metavar="N",
-                     help="CPUs of a local cluster (default: all)")
-    run.add_argument("--compile-cache", metavar="DIR", default=default_compile_cache(),
-                     help="JAX compilation cache of the workers, 'none' to disable "
-                          "(default: %(default)s)")
-    run.add_argument("--progress-seconds", type=_non_negative_float, default=10.0, metavar="S",
-                     help="seconds between progress lines per model (default: 10)")
+    run.add_argument(
+        "--output",
+        metavar="DIR",
+        help=f"results and finished shards (default: {DEFAULT_OUTPUT}/, "
+        f"{DEMO_DEFAULTS['output']}/ with --demo)",
+    )
+    run.add_argument(
+        "--backend",
+        choices=("jax", "tensorflow", "torch"),
+        default="jax",
+        help="Keras backend of the workers (default: jax)",
+    )
+    run.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        metavar="N",
+        help=f"images per forward pass (default: {DEFAULT_BATCH_SIZE}; the last batch "
+        "of a shard is padded, so counts do not depend on it)",
+    )
+    run.add_argument(
+        "--gpus-per-worker",
+        type=_non_negative_float,
+        metavar="G",
+        help="GPU share of each worker, fractions allowed (0.5: two per GPU); 0 runs "
+        "CPU workers (default: 1 if the cluster has GPUs, else 0)",
+    )
+    run.add_argument(
+        "--cpus-per-worker",
+        type=_non_negative_float,
+        metavar="C",
+        help="CPUs of each worker, used for JPEG decoding (default: the cluster's "
+        "CPUs split evenly)",
+    )
+    run.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="number of workers (default: GPUs / --gpus-per-worker; CPU workers: "
+        "one per 8 CPUs)",
+    )
+    run.add_argument(
+        "--shard-size",
+        type=_positive_int,
+        metavar="N",
+        help=f"images per work unit (default: {DEFAULT_SHARD_SIZE})",
+    )
+    run.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="Ray cluster to join (default: $RAY_ADDRESS, set by `ray job submit`; "
+        "without either a local cluster is started)",
+    )
+    run.add_argument(
+        "--local-cpus",
+        type=_positive_int,
+        metavar="N",
+        help="CPUs of a local cluster (default: all)",
+    )
+    run.add_argument(
+        "--compile-cache",
+        metavar="DIR",
+        default=default_compile_cache(),
+        help="JAX compilation cache of the workers, 'none' to disable " "(default: %(default)s)",
+    )
+    run.add_argument(
+        "--progress-seconds",
+        type=_non_negative_float,
+        default=10.0,
+        metavar="S",
+        help="seconds between progress lines per model (default: 10)",
+    )
     return parser
 
 
@@ -148,10 +218,14 @@ def _non_negative_float(text):
 def list_rows():
     from hrnet_keras.configs import PRESETS
 
-    lines = [f"{'model':<16}{'params(M)':>10}{'flops(G)':>10}{'top-1':>8}{'top-5':>8}  weights file"]
+    lines = [
+        f"{'model':<16}{'params(M)':>10}{'flops(G)':>10}{'top-1':>8}{'top-5':>8}  weights file"
+    ]
     for p in PRESETS.values():
-        lines.append(f"{p.name:<16}{p.params / 1e6:>10.2f}{p.flops / 1e9:>10.2f}"
-                     f"{p.top1:>8.2f}{p.top5:>8.2f}  {p.keras_weights}")
+        lines.append(
+            f"{p.name:<16}{p.params / 1e6:>10.2f}{p.flops / 1e9:>10.2f}"
+            f"{p.top1:>8.2f}{p.top5:>8.2f}  {p.keras_weights}"
+        )
     return "\n".join(lines)
 
 
@@ -206,7 +280,9 @@ def main(argv=None):
         print(f"error: {exc} ({kept}; --skip-corrupt skips unreadable images)", file=sys.stderr)
         return 1
     except (DataError, WeightsError, ClusterError, DemoError, EvalError) as exc:
-        resume = f" ({kept}; rerun the same command to resume)" if isinstance(exc, EvalError) else ""
+        resume = (
+            f" ({kept}; rerun the same command to resume)" if isinstance(exc, EvalError) else ""
+        )
         print(f"error: {exc}{resume}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -87,11 +87,11 @@ def size_workers(workers, gpus_per_worker, cpus_per_worker, *, nodes, units):
         slots = [(c, max(1, int(c // CPUS_PER_CPU_WORKER))) for c, _ in nodes if c > 0]
     slots = [(c, n) for c, n in slots if n > 0]
     if not slots:
-        raise ClusterError(f"No node has {gpus_per_worker:g} GPUs free for a worker: "
-                           "lower --gpus-per-worker.")
+        raise ClusterError(
+            f"No node has {gpus_per_worker:g} GPUs free for a worker: " "lower --gpus-per-worker."
+        )
     if cpus_per_worker is None:
-        share = (sum(c for c, _ in slots) / workers if workers
-                 else min(c / n for c, n in slots))
+        share = sum(c for c, _ in slots) / workers if workers else min(c / n for c, n in slots)
         cpus_per_worker = float(int(share)) if share >= 1 else share
     if gpus_per_worker == 0:  # CPU workers: as many as the CPUs hold
         slots = [(c, int(c / cpus_per_worker + 1e-9)) for c, _ in slots]
@@ -122,8 +122,11 @@ def worker_env(backend, gpus_per_worker, compile_cache=None, cpus_per_worker=Non
         env["JAX_PLATFORMS"] = "cpu"
         if cpus_per_worker is not None:
             threads = str(max(1, int(cpus_per_worker)))
-            env.update(OMP_NUM_THREADS=threads, TF_NUM_INTRAOP_THREADS=threads,
-                       TF_NUM_INTEROP_THREADS=threads)
+            env.update(
+                OMP_NUM_THREADS=threads,
+                TF_NUM_INTRAOP_THREADS=threads,
+                TF_NUM_INTEROP_THREADS=threads,
+            )
     elif gpus_per_worker < 1:
         # Several workers share a GPU: each takes its part, not the framework default.
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 * gpus_per_worker:.3f}"

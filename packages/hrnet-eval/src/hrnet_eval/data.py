@@ -132,14 +132,18 @@ def _detect(path, labels_file):
     tfrecords = _tfds_split_files(path)
     if tfrecords:
         if labels_file:
-            raise DataError("--labels does not apply to a tensorflow-datasets data_dir (labels are in the records).")
+            raise DataError(
+                "--labels does not apply to a tensorflow-datasets data_dir (labels are in the records)."
+            )
         return _from_tfrecords(tfrecords)
     entries = sorted(os.scandir(path), key=lambda e: e.name)
     dirs = [e for e in entries if e.is_dir()]
     images = [e for e in entries if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES)]
     if not images and any(WNID.match(d.name) for d in dirs):
         if labels_file:
-            raise DataError(f"--labels does not apply to class folders: {path} holds one folder per wnid.")
+            raise DataError(
+                f"--labels does not apply to class folders: {path} holds one folder per wnid."
+            )
         return _from_class_folders(path, dirs)
     if images:
         return _from_flat(path, images, labels_file)
@@ -163,8 +167,13 @@ def _from_class_folders(root, dirs):
             )
         for name in sorted(os.listdir(entry.path)):
             if name.lower().endswith(IMAGE_SUFFIXES):
-                items.append(Item(name=f"{entry.name}/{name}", label=index[entry.name],
-                                  source=os.path.join(entry.path, name)))
+                items.append(
+                    Item(
+                        name=f"{entry.name}/{name}",
+                        label=index[entry.name],
+                        source=os.path.join(entry.path, name),
+                    )
+                )
     return Dataset(tuple(items), "class folders", str(root))
 
 
@@ -288,8 +297,16 @@ def _from_tfrecords(files):
     items = []
     for file in files:
         for offset, length in tfrecord_index(file):
-            items.append(Item(name="", label=LABEL_IN_RECORD, source=str(file),
-                              kind="tfrecord", offset=offset, length=length))
+            items.append(
+                Item(
+                    name="",
+                    label=LABEL_IN_RECORD,
+                    source=str(file),
+                    kind="tfrecord",
+                    offset=offset,
+                    length=length,
+                )
+            )
     return Dataset(tuple(items), "tfds data_dir", str(files[0].parent))
 
 
@@ -302,7 +319,9 @@ def tfrecord_index(path):
         while pos < size:
             header = f.read(12)  # uint64 length, uint32 masked crc
             if len(header) < 12:
-                raise DataError(f"{path} is truncated at byte {pos} (not a complete TFRecord file).")
+                raise DataError(
+                    f"{path} is truncated at byte {pos} (not a complete TFRecord file)."
+                )
             (length,) = struct.unpack("<Q", header[:8])
             out.append((pos + 12, length))
             pos += 12 + length + 4

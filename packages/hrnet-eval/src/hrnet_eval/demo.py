@@ -19,11 +19,9 @@ PHOTOS = (
 )
 SEED = 0
 BANNER = (
-    "=" * 78
-    + "\nDEMO: {models} with SEEDED RANDOM WEIGHTS on {n} photos from scikit-image.\n"
+    "=" * 78 + "\nDEMO: {models} with SEEDED RANDOM WEIGHTS on {n} photos from scikit-image.\n"
     "These accuracies MEAN NOTHING; this run only shows the machinery working.\n"
-    "Evaluate for real with --data <ImageNet val> (see --help).\n"
-    + "=" * 78
+    "Evaluate for real with --data <ImageNet val> (see --help).\n" + "=" * 78
 )
 
 
@@ -46,7 +44,9 @@ def write_demo_data(dest):
     for name, wnid in PHOTOS:
         photo = src / name
         if not photo.is_file():
-            raise DemoError(f"scikit-image's sample photo {photo} is missing; reinstall scikit-image.")
+            raise DemoError(
+                f"scikit-image's sample photo {photo} is missing; reinstall scikit-image."
+            )
         target = dest / wnid / name
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)

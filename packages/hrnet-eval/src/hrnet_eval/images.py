@@ -64,7 +64,9 @@ def _parse_record(payload, where):
 def _one(features, key, where):
     values = features.get(key)
     if not values or len(values) != 1:
-        raise ImageError(f"Record {where} has no single {key!r} feature (not a tfds imagenet2012 record).")
+        raise ImageError(
+            f"Record {where} has no single {key!r} feature (not a tfds imagenet2012 record)."
+        )
     return values[0]
 
 

@@ -51,18 +51,23 @@ def run(args, out=print):
         specs = {m: demo.random_spec(m) for m in args.models}
     else:
         dataset = load_dataset(args.data, labels_file=args.labels, limit=args.limit)
-        specs = {m: resolve(m, args.weights_dir, allow_download=not args.no_download)
-                 for m in args.models}
+        specs = {
+            m: resolve(m, args.weights_dir, allow_download=not args.no_download)
+            for m in args.models
+        }
     out(f"data: {dataset.root} ({dataset.layout}), {len(dataset)} images", flush=True)
     for note in dataset.notes:
         out(f"note: {note}", flush=True)
 
     store = ShardStore(output)
-    done, pending, keys = plan(args.models, dataset, store, specs, args.backend,
-                               args.shard_size, args.skip_corrupt)
+    done, pending, keys = plan(
+        args.models, dataset, store, specs, args.backend, args.shard_size, args.skip_corrupt
+    )
     for model in args.models:
         n_units = len(done[model]) + len(pending[model])
-        resumed = f", {len(done[model])} already done in {store.root / model}" if done[model] else ""
+        resumed = (
+            f", {len(done[model])} already done in {store.root / model}" if done[model] else ""
+        )
         out(f"{model}: {n_units} shards of up to {args.shard_size} images{resumed}", flush=True)
 
     units_left = sum(len(u) for u in pending.values())
@@ -80,8 +85,10 @@ def run(args, out=print):
         "banner": banner,
         "timing": timing,
     }
-    rows = [results.make_row(m, done[m], backend=args.backend, weights=specs[m].weights or specs[m].key)
-            for m in args.models]
+    rows = [
+        results.make_row(m, done[m], backend=args.backend, weights=specs[m].weights or specs[m].key)
+        for m in args.models
+    ]
     paths = results.write(output, rows, meta)
     for line in results.summary_lines(rows):
         out(line, flush=True)
@@ -89,10 +96,15 @@ def run(args, out=print):
         for where, reason in row["skipped"]:
             out(f"skipped ({row['name']}): {reason}", flush=True)
         if row["skipped"]:
-            out(f"{row['name']}: {len(row['skipped'])} images skipped; accuracies are over "
-                f"the {row['images']} images evaluated", flush=True)
-    out(f"wrote {', '.join(str(p) for p in paths)} in {format_duration(time.monotonic() - began)}",
-        flush=True)
+            out(
+                f"{row['name']}: {len(row['skipped'])} images skipped; accuracies are over "
+                f"the {row['images']} images evaluated",
+                flush=True,
+            )
+    out(
+        f"wrote {', '.join(str(p) for p in paths)} in {format_duration(time.monotonic() - began)}",
+        flush=True,
+    )
     if banner:
         out(banner, flush=True)
     return rows
@@ -105,12 +117,19 @@ def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out)
     connected = time.monotonic() - began
     nodes = cluster.node_resources()
     workers, gpus, cpus = cluster.size_workers(
-        args.workers, args.gpus_per_worker, args.cpus_per_worker, nodes=nodes, units=units_left,
+        args.workers,
+        args.gpus_per_worker,
+        args.cpus_per_worker,
+        nodes=nodes,
+        units=units_left,
     )
     kind = f"{gpus:g} GPU" if gpus else "CPU only"
-    out(f"{workers} worker(s) ({kind}, {cpus:g} CPUs each; cluster: {len(nodes)} node(s), "
+    out(
+        f"{workers} worker(s) ({kind}, {cpus:g} CPUs each; cluster: {len(nodes)} node(s), "
         f"{sum(g for _, g in nodes):g} GPUs, {sum(c for c, _ in nodes):g} CPUs), "
-        f"backend {args.backend}, batch {args.batch_size}", flush=True)
+        f"backend {args.backend}, batch {args.batch_size}",
+        flush=True,
+    )
 
     from hrnet_keras.configs import get_preset
 
@@ -136,7 +155,9 @@ def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out)
             "num_gpus": gpus,
             "max_concurrency": 2,
             "max_restarts": 0,
-            "runtime_env": {"env_vars": cluster.worker_env(args.backend, gpus, args.compile_cache, cpus)},
+            "runtime_env": {
+                "env_vars": cluster.worker_env(args.backend, gpus, args.compile_cache, cpus)
+            },
         },
         worker_args=(args.backend, args.batch_size, max(1, int(cpus))),
         on_result=on_result,
@@ -146,9 +167,12 @@ def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out)
     scheduler.run()
     timing = {"workers": workers, "connect_s": round(connected, 2), **scheduler.timing()}
     if "evaluating_s" in timing:
-        out(f"timing: joined the cluster in {timing['connect_s']:.1f} s; workers ready "
+        out(
+            f"timing: joined the cluster in {timing['connect_s']:.1f} s; workers ready "
             f"{timing['first_worker_ready_s']:.1f}-{timing['last_worker_ready_s']:.1f} s later "
             f"(actor start, weights, compile); then {timing['images']} images in "
             f"{timing['evaluating_s']:.1f} s = {timing['images_per_second']:.2f} images/s "
-            f"on {workers} worker(s)", flush=True)
+            f"on {workers} worker(s)",
+            flush=True,
+        )
     return timing

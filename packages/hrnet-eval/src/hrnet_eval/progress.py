@@ -36,7 +36,11 @@ class Progress:
         else:
             self.first[model] = now
         finished = self.done[model] >= self.totals[model]
-        if finished or model not in self.last_print or now - self.last_print[model] >= self.interval:
+        if (
+            finished
+            or model not in self.last_print
+            or now - self.last_print[model] >= self.interval
+        ):
             self.last_print[model] = now
             self.out(self.line(model, now), flush=True)
 

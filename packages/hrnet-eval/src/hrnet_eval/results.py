@@ -16,8 +16,17 @@ IMG_SIZE = 224
 CROP_PCT = 224 / 256  # short edge 256, center crop 224
 INTERPOLATION = "bilinear"
 CONFIG_URL = "https://github.com/open-mmlab/mmclassification/blob/master/configs/hrnet/{}"
-CSV_COLUMNS = ("model", "img_size", "top1", "top1_err", "top5", "top5_err",
-               "param_count", "crop_pct", "interpolation")
+CSV_COLUMNS = (
+    "model",
+    "img_size",
+    "top1",
+    "top1_err",
+    "top5",
+    "top5_err",
+    "param_count",
+    "crop_pct",
+    "interpolation",
+)
 
 
 def merge(records):
@@ -59,8 +68,9 @@ def make_row(name, records, *, backend, weights):
         "weights": weights,
         "seconds": round(total["seconds"], 3),
         "images_per_second": round(images / total["seconds"], 2) if total["seconds"] else None,
-        "worker_peak_rss_mib": max(filter(None, (r.get("worker", {}).get("peak_rss_mib")
-                                                 for r in records)), default=None),
+        "worker_peak_rss_mib": max(
+            filter(None, (r.get("worker", {}).get("peak_rss_mib") for r in records)), default=None
+        ),
     }
 
 
@@ -118,8 +128,10 @@ def markdown(rows, meta):
         out += ["", "## Skipped images (--skip-corrupt)", ""]
         for row in rows:
             if row["skipped"]:
-                out.append(f"- {row['name']}: {len(row['skipped'])} skipped; "
-                           f"denominator {row['images']} images")
+                out.append(
+                    f"- {row['name']}: {len(row['skipped'])} skipped; "
+                    f"denominator {row['images']} images"
+                )
         out += [f"  - `{where}`: {reason}" for _, (where, reason) in skipped]
     return "\n".join(out) + "\n"
 
@@ -132,12 +144,19 @@ def csv_text(rows):
     for row in rows:
         if row["top1"] is None:
             continue
-        writer.writerow([
-            row["name"], row["img_size"],
-            f"{row['top1']:.3f}", f"{100 - row['top1']:.3f}",
-            f"{row['top5']:.3f}", f"{100 - row['top5']:.3f}",
-            f"{row['params'] / 1e6:.2f}", f"{row['crop_pct']:.3f}", row["interpolation"],
-        ])
+        writer.writerow(
+            [
+                row["name"],
+                row["img_size"],
+                f"{row['top1']:.3f}",
+                f"{100 - row['top1']:.3f}",
+                f"{row['top5']:.3f}",
+                f"{100 - row['top5']:.3f}",
+                f"{row['params'] / 1e6:.2f}",
+                f"{row['crop_pct']:.3f}",
+                row["interpolation"],
+            ]
+        )
     return buf.getvalue()
 
 
@@ -153,8 +172,11 @@ def write(output, rows, meta):
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     paths = (output / "results.md", output / "results.json", output / "results.csv")
-    document = {**{k: v for k, v in meta.items() if k != "banner"}, "demo": bool(meta.get("banner")),
-                "models": rows}
+    document = {
+        **{k: v for k, v in meta.items() if k != "banner"},
+        "demo": bool(meta.get("banner")),
+        "models": rows,
+    }
     _write_atomic(paths[0], markdown(rows, meta))
     _write_atomic(paths[1], json.dumps(document, indent=2) + "\n")
     _write_atomic(paths[2], csv_text(rows))

@@ -45,9 +45,24 @@ def one_line(exc):
 class Scheduler:
     """Runs `pending` units ({model: [Unit]}) on `workers` actors; results go to `on_result`."""
 
-    def __init__(self, *, specs, items, pending, work_per_image, workers, actor_options,
-                 worker_args, on_result, skip_corrupt=False, log=print, depth=2,
-                 max_attempts=3, poll_seconds=1.0, stall_seconds=120.0):
+    def __init__(
+        self,
+        *,
+        specs,
+        items,
+        pending,
+        work_per_image,
+        workers,
+        actor_options,
+        worker_args,
+        on_result,
+        skip_corrupt=False,
+        log=print,
+        depth=2,
+        max_attempts=3,
+        poll_seconds=1.0,
+        stall_seconds=120.0,
+    ):
         self.specs = specs
         self.items = items
         self.pending = {m: collections.deque(units) for m, units in pending.items()}
@@ -97,7 +112,9 @@ class Scheduler:
             for slot in self.slots:
                 self._start(slot)
             last_news = time.monotonic()
-            while any(self.pending.values()) or any(u is not LOAD for _, _, u in self.inflight.values()):
+            while any(self.pending.values()) or any(
+                u is not LOAD for _, _, u in self.inflight.values()
+            ):
                 self._fill()
                 ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=self.poll_seconds)
                 for ref in ready:
@@ -105,9 +122,12 @@ class Scheduler:
                 if ready:
                     last_news = time.monotonic()
                 elif time.monotonic() - last_news > self.stall_seconds:
-                    self.log(f"no worker has finished anything for {self.stall_seconds:.0f} s "
-                             f"({sum(s.ready for s in self.slots)} of {self.workers} ready); "
-                             "waiting for the cluster", flush=True)
+                    self.log(
+                        f"no worker has finished anything for {self.stall_seconds:.0f} s "
+                        f"({sum(s.ready for s in self.slots)} of {self.workers} ready); "
+                        "waiting for the cluster",
+                        flush=True,
+                    )
                     last_news = time.monotonic()
         finally:
             for slot in self.slots:
@@ -157,8 +177,10 @@ class Scheduler:
         if unit is not LOAD:
             self.attempts[unit] += 1
             if self.attempts[unit] >= self.max_attempts:
-                raise EvalError(f"{unit} lost its worker {self.attempts[unit]} times; giving up "
-                                f"(last: {one_line(exc)}).")
+                raise EvalError(
+                    f"{unit} lost its worker {self.attempts[unit]} times; giving up "
+                    f"(last: {one_line(exc)})."
+                )
             self.pending[unit.model].appendleft(unit)
         if generation != slot.generation:  # the death was already handled
             self.log(f"{unit} requeued (its worker died)", flush=True)
@@ -167,8 +189,11 @@ class Scheduler:
         if self.deaths > self.max_deaths:
             raise EvalError(f"workers died {self.deaths} times; giving up (last: {one_line(exc)}).")
         doing = f"loading {slot.model}" if unit is LOAD else f"during {unit}"
-        self.log(f"worker {slot.index} died {doing} ({one_line(exc)}); its shards go back in "
-                 "the queue, starting a new worker", flush=True)
+        self.log(
+            f"worker {slot.index} died {doing} ({one_line(exc)}); its shards go back in "
+            "the queue, starting a new worker",
+            flush=True,
+        )
         ray.kill(slot.actor)
         slot.generation += 1
         self._start(slot)

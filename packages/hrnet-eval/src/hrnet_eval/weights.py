@@ -45,5 +45,7 @@ def resolve(name, weights_dir=None, *, allow_download=True):
                 f"Get them with: {get_command(name, weights_dir)} (or copy {preset.filename} there)"
             ) from None
         except (CheckpointError, OSError, ValueError) as exc:
-            raise WeightsError(f"Cannot convert the weights of {name} in {weights_dir}: {exc}") from None
+            raise WeightsError(
+                f"Cannot convert the weights of {name} in {weights_dir}: {exc}"
+            ) from None
     return ModelSpec(name=name, weights=str(converted), key="sha256:" + file_sha256(converted))

@@ -77,8 +77,12 @@ class EvalWorker:
 
     def describe(self):
         """Where this worker runs (pid, node, accelerator ids, backend device) and its peak RSS."""
-        info = {"pid": os.getpid(), "backend": self.backend, "device": self.device,
-                "peak_rss_mib": round(peak_rss_mib(), 1)}
+        info = {
+            "pid": os.getpid(),
+            "backend": self.backend,
+            "device": self.device,
+            "peak_rss_mib": round(peak_rss_mib(), 1),
+        }
         try:
             import ray
 
@@ -190,7 +194,9 @@ def peak_rss_mib():
     import sys
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+    return (
+        peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+    )  # bytes on macOS, KiB on Linux
 
 
 def _device_name():

@@ -104,8 +104,12 @@ def transition(features, channels, name):
                 x = conv_bn(x, filters, 3, conv=f"{name}.{i}.0", bn=f"{name}.{i}.1")
         else:
             x = conv_bn(
-                features[-1], filters, 3, strides=2,
-                conv=f"{name}.{i}.0.0", bn=f"{name}.{i}.0.1",
+                features[-1],
+                filters,
+                3,
+                strides=2,
+                conv=f"{name}.{i}.0.0",
+                bn=f"{name}.{i}.0.1",
             )
         outputs.append(x)
     return outputs
@@ -117,13 +121,20 @@ def _fuse_input(x, i, j, channels, name):
     if j > i:
         x = conv_bn(x, channels[i], 1, conv=f"{prefix}.0", bn=f"{prefix}.1", relu=False)
         factor = 2 ** (j - i)
-        return layers.UpSampling2D(factor, interpolation="nearest", name=layer_name(f"{prefix}.up"))(x)
+        return layers.UpSampling2D(
+            factor, interpolation="nearest", name=layer_name(f"{prefix}.up")
+        )(x)
     steps = i - j
     for k in range(steps):
         last = k == steps - 1
         x = conv_bn(
-            x, channels[i] if last else channels[j], 3, strides=2,
-            conv=f"{prefix}.{k}.0", bn=f"{prefix}.{k}.1", relu=not last,
+            x,
+            channels[i] if last else channels[j],
+            3,
+            strides=2,
+            conv=f"{prefix}.{k}.0",
+            bn=f"{prefix}.{k}.1",
+            relu=not last,
         )
     return x
 
@@ -140,8 +151,7 @@ def hr_module(features, channels, num_blocks, name):
     fused = []
     for i in range(len(branches)):
         terms = [
-            x if j == i else _fuse_input(x, i, j, channels, name)
-            for j, x in enumerate(branches)
+            x if j == i else _fuse_input(x, i, j, channels, name) for j, x in enumerate(branches)
         ]
         y = layers.Add(name=layer_name(f"{name}.fuse_layers.{i}.add"))(terms)
         fused.append(layers.ReLU(name=layer_name(f"{name}.fuse_layers.{i}.relu"))(y))
@@ -157,7 +167,10 @@ def fuse_scales(features, neck_channels, out_channels, name):
             feat = x
             continue
         feat = conv_bn(
-            feat, filters, 3, strides=2,
+            feat,
+            filters,
+            3,
+            strides=2,
             conv=f"{name}.downsample_layers.{i - 1}.conv",
             bn=f"{name}.downsample_layers.{i - 1}.bn",
         )

@@ -48,8 +48,7 @@ class ArchConfig:
 
 
 ARCHS = {
-    f"hrnet-w{w}": ArchConfig(name=f"hrnet-w{w}", width=w)
-    for w in (18, 30, 32, 40, 44, 48, 64)
+    f"hrnet-w{w}": ArchConfig(name=f"hrnet-w{w}", width=w) for w in (18, 30, 32, 40, 44, 48, 64)
 }
 
 

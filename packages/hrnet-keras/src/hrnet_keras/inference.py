@@ -59,7 +59,9 @@ def fold_batchnorm(model, data_format=None):
     source_format = _model_data_format(model)
     data_format = data_format or source_format
     if data_format not in ("channels_first", "channels_last"):
-        raise ValueError(f"data_format must be 'channels_first' or 'channels_last', not {data_format!r}")
+        raise ValueError(
+            f"data_format must be 'channels_first' or 'channels_last', not {data_format!r}"
+        )
     relayout = data_format != source_format
     pairs = _conv_bn_pairs(model)
     folded_bns = {bn.name for bn in pairs.values()}
@@ -77,7 +79,9 @@ def fold_batchnorm(model, data_format=None):
         return layer.__class__.from_config(config)
 
     to_inner, to_outer = _permutes(data_format) if relayout else (None, None)
-    inputs = keras.Input(batch_shape=model.input.shape, dtype=model.input.dtype, name=model.input.name)
+    inputs = keras.Input(
+        batch_shape=model.input.shape, dtype=model.input.dtype, name=model.input.name
+    )
     x = keras.layers.Permute(to_inner, name="to_" + data_format)(inputs) if relayout else inputs
     outputs = model._run_through_graph(x, operation_fn=clone)
     if relayout and len(outputs.shape) == 4:
@@ -93,20 +97,20 @@ def fold_batchnorm(model, data_format=None):
             continue
         bn = pairs[layer.name]
         kernel = keras.ops.convert_to_numpy(layer.kernel).astype("float64")
-        bias = (
-            keras.ops.convert_to_numpy(layer.bias).astype("float64")
-            if layer.use_bias
-            else 0.0
-        )
+        bias = keras.ops.convert_to_numpy(layer.bias).astype("float64") if layer.use_bias else 0.0
         gamma, beta, mean, var = (
             keras.ops.convert_to_numpy(w).astype("float64")
             for w in (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)
         )
         scale = gamma / np.sqrt(var + bn.epsilon)
-        target.set_weights([
-            (kernel * scale).astype("float32"),  # HWIO in either layout: scales the output channel
-            ((bias - mean) * scale + beta).astype("float32"),
-        ])
+        target.set_weights(
+            [
+                (kernel * scale).astype(
+                    "float32"
+                ),  # HWIO in either layout: scales the output channel
+                ((bias - mean) * scale + beta).astype("float32"),
+            ]
+        )
     return twin
 
 
@@ -177,14 +181,17 @@ def _torch_op(layer):
         return lambda x, **kwargs: x.permute(dims)
     if isinstance(layer, layers.Add):
         return lambda xs, **kwargs: sum(xs[1:], xs[0])
-    if isinstance(layer, layers.ReLU) and not (layer.max_value or layer.negative_slope or layer.threshold):
+    if isinstance(layer, layers.ReLU) and not (
+        layer.max_value or layer.negative_slope or layer.threshold
+    ):
         return lambda x, **kwargs: torch.relu(x)
     padding = _torch_padding(layer) if isinstance(layer, layers.Conv2D) else None
     if padding is not None and nchw and activation is not None:
         weight = _detached(layer.kernel).permute(3, 2, 0, 1).contiguous()
         bias = _detached(layer.bias) if layer.use_bias else None
-        options = dict(stride=layer.strides, padding=padding, dilation=layer.dilation_rate,
-                       groups=layer.groups)
+        options = dict(
+            stride=layer.strides, padding=padding, dilation=layer.dilation_rate, groups=layer.groups
+        )
         return lambda x, **kwargs: activation(F.conv2d(x, weight, bias, **options))
     if isinstance(layer, layers.ZeroPadding2D) and nchw:
         (top, bottom), (left, right) = layer.padding

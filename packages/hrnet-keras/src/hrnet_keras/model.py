@@ -26,7 +26,9 @@ def _input_shape(input_shape):
 
 def hrnet_backbone(inputs, branch_channels):
     """Stem, layer1 and stages 2-4; returns the four branch outputs."""
-    x = blocks.conv_bn(inputs, STEM_CHANNELS, 3, strides=2, conv="backbone.conv1", bn="backbone.bn1")
+    x = blocks.conv_bn(
+        inputs, STEM_CHANNELS, 3, strides=2, conv="backbone.conv1", bn="backbone.bn1"
+    )
     x = blocks.conv_bn(x, STEM_CHANNELS, 3, strides=2, conv="backbone.conv2", bn="backbone.bn2")
     layer1 = STAGES[0]
     block, expansion = blocks.BLOCKS[layer1.block]
@@ -130,7 +132,7 @@ def _constructor(arch_name):
     constructor.__name__ = constructor.__qualname__ = title
     constructor.__doc__ = (
         f"Instantiate {title} (keras.applications style); see `create_model`. "
-        f"`weights=\"imagenet\"` loads the `{arch_name}` row of the table."
+        f'`weights="imagenet"` loads the `{arch_name}` row of the table.'
     )
     return constructor
 

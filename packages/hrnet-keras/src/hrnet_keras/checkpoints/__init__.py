@@ -71,8 +71,10 @@ def fetch_checkpoint(name, *, cache=None, progress=True):
     checkpoint = (Path(cache) if cache else cache_dir()) / preset.filename
     if not checkpoint.is_file():
         download(
-            checkpoint_url(preset), checkpoint,
-            sha256_prefix=preset.sha256_prefix, progress=progress,
+            checkpoint_url(preset),
+            checkpoint,
+            sha256_prefix=preset.sha256_prefix,
+            progress=progress,
         )
     return checkpoint
 

@@ -23,9 +23,7 @@ def _to_numpy(value):
 def _unwrap(obj, path):
     """The tensor dict inside a checkpoint: bare, or under 'state_dict' / 'model'."""
     if not isinstance(obj, dict):
-        raise CheckpointError(
-            f"{path}: expected a dict of tensors, found {type(obj).__name__}."
-        )
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}.")
     for key in STATE_DICT_KEYS:
         if key in obj and isinstance(obj[key], dict):
             return obj[key]
