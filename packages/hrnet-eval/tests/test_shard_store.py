@@ -6,7 +6,7 @@ import os
 from hrnet_eval.data import Dataset, Item
 from hrnet_eval.job import plan
 from hrnet_eval.store import ShardStore, Unit
-from hrnet_eval.worker import ModelSpec
+from hrnet_eval.spec import ModelSpec
 
 
 def result(images=4, top1=1, top5=2, skipped=()):

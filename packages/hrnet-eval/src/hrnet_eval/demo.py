@@ -4,7 +4,7 @@ import os
 import shutil
 from pathlib import Path
 
-from hrnet_eval.worker import ModelSpec
+from hrnet_eval.spec import ModelSpec
 
 # Photos shipped inside the scikit-image wheel, each with its nearest ImageNet class.
 PHOTOS = (

@@ -3,7 +3,7 @@
 import hashlib
 from pathlib import Path
 
-from hrnet_eval.worker import ModelSpec
+from hrnet_eval.spec import ModelSpec
 
 
 class WeightsError(RuntimeError):

@@ -11,7 +11,6 @@ itself is used by one shard at a time.
 
 import collections
 import concurrent.futures
-import dataclasses
 import os
 import threading
 import time
@@ -19,6 +18,7 @@ import time
 import numpy as np
 
 from hrnet_eval.images import ImageError, load
+from hrnet_eval.spec import ModelSpec  # noqa: F401  (re-exported)
 
 TOP_K = 5
 IMAGE_SIZE = 224
@@ -26,16 +26,6 @@ IMAGE_SIZE = 224
 
 class WorkerError(RuntimeError):
     """A worker cannot do its unit (e.g. weights missing on its node)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """What a worker loads: a row, its `.weights.h5` (None: seeded random init)."""
-
-    name: str
-    weights: str | None
-    key: str  # identity of the weights, recorded with every shard
-    seed: int = 0  # of Keras' initialisers, when `weights` is None
 
 
 class EvalWorker:

@@ -121,8 +121,8 @@ def _permutes(data_format):
     return (2, 3, 1), (3, 1, 2)
 
 
-def inference_function(model):
-    """`f(images) -> outputs as NumPy`, the fastest forward pass this backend offers.
+def inference_function(model, *, from_uint8=False, top_k=None, to_numpy=True):
+    """`f(images) -> outputs`, the fastest forward pass this backend offers.
 
     JAX: `jax.jit` over `model.stateless_call`, the weights passed as arguments.
     TensorFlow: `tf.function(jit_compile=True)`. torch: no autograd, the graph
@@ -132,36 +132,63 @@ def inference_function(model):
     than a small conv on a CPU. Compiling backends compile once per input shape:
     keep the batch size fixed (pad the last batch). The weights are read when
     the function is made.
+
+    `from_uint8`: the images are 0-255 RGB (uint8 is 4x fewer bytes to move),
+    normalised with the table's mean and std inside the function. `top_k`:
+    return the indices of the k largest outputs per image (int32, largest
+    first) instead of the outputs. `to_numpy=False` returns the backend's own
+    tensor without waiting for it (convert with `keras.ops.convert_to_numpy`).
     """
+    from hrnet_keras.preprocessing import MEAN, STD
+
+    channels_last = model.input.shape[-1] == 3
+    shape = (3,) if channels_last else (3, 1, 1)
+    mean, std = MEAN.reshape(shape), STD.reshape(shape)
+
+    def around(call):
+        def body(x):
+            if from_uint8:
+                x = (keras.ops.cast(x, "float32") - mean) / std
+            y = call(x)
+            return keras.ops.top_k(y, top_k)[1] if top_k else y
+
+        return body
+
+    out = keras.ops.convert_to_numpy if to_numpy else (lambda y: y)
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
 
         @jax.jit
         def forward(trainable, non_trainable, x):
-            return model.stateless_call(trainable, non_trainable, x, training=False)[0]
+            call = around(
+                lambda x: model.stateless_call(trainable, non_trainable, x, training=False)[0]
+            )
+            return call(x)
 
         trainable = [v.value for v in model.trainable_variables]
         non_trainable = [v.value for v in model.non_trainable_variables]
-        return lambda x: np.asarray(forward(trainable, non_trainable, x))
+        return lambda x: out(forward(trainable, non_trainable, x))
     if backend == "tensorflow":
         import tensorflow as tf
 
-        forward = tf.function(lambda x: model(x, training=False), jit_compile=True)
-        return lambda x: forward(tf.convert_to_tensor(x)).numpy()
+        forward = tf.function(around(lambda x: model(x, training=False)), jit_compile=True)
+        return lambda x: out(forward(tf.convert_to_tensor(x)))
     if backend == "torch":
         import torch
 
         lowered = {layer.name: _torch_op(layer) for layer in model.layers}
+        forward = around(
+            lambda x: model._run_through_graph(x, operation_fn=lambda layer: lowered[layer.name])
+        )
 
-        def forward(x):
+        def run(x):
             with torch.inference_mode():
-                x = keras.ops.convert_to_tensor(x)
-                y = model._run_through_graph(x, operation_fn=lambda layer: lowered[layer.name])
-                return y.cpu().numpy()
+                return out(forward(keras.ops.convert_to_tensor(x)))
 
-        return forward
-    return lambda x: keras.ops.convert_to_numpy(model(x, training=False))
+        return run
+    forward = around(lambda x: model(x, training=False))
+    return lambda x: out(forward(keras.ops.convert_to_tensor(x)))
 
 
 def _torch_op(layer):
@@ -233,6 +260,8 @@ def _torch_activation(activation):
     return None
 
 
-def optimize_for_inference(model):
-    """`inference_function` of `fold_batchnorm(model)` in this backend's preferred layout."""
-    return inference_function(fold_batchnorm(model, data_format=preferred_data_format()))
+def optimize_for_inference(model, **options):
+    """`inference_function(fold_batchnorm(model), **options)` in this backend's preferred
+    layout; by default `f(float32 images) -> logits as NumPy`."""
+    twin = fold_batchnorm(model, data_format=preferred_data_format())
+    return inference_function(twin, **options)
