@@ -13,27 +13,39 @@ CLASSES = ("n01440764", "n02123045", "n03773504", "n07920052")
 PHOTOS = ("chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png", "motorcycle_left.png")
 
 
-def write_jpegs(dest, n, seed=0):
-    """`n` JPEGs at ImageNet validation sizes in class folders under `dest`; returns `dest`."""
+def write_jpegs(dest, n, seed=0, processes=1):
+    """`n` JPEGs at ImageNet validation sizes (quality 90) in class folders under `dest`,
+    cut from scikit-image's photos, written by `processes` processes; returns `dest`."""
+    dest = Path(dest)
+    jobs = [(dest, i, seed) for i in range(n)]
+    if processes > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+            pool.map(_write_jpeg, jobs, chunksize=64)
+    else:
+        for job in jobs:
+            _write_jpeg(job)
+    return dest
+
+
+def _write_jpeg(job):
     import numpy as np
     import skimage.data
     from PIL import Image
 
-    dest = Path(dest)
-    rng = np.random.default_rng(seed)
-    source = Path(skimage.data.__file__).parent
-    for i in range(n):
-        path = dest / CLASSES[i % len(CLASSES)] / f"ILSVRC2012_val_{i + 1:08d}.JPEG"
-        if path.is_file():
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(source / PHOTOS[i % len(PHOTOS)]) as photo:
-            photo = photo.convert("RGB")
-            w, h = photo.size
-            left, top = int(rng.integers(0, w // 4)), int(rng.integers(0, h // 4))
-            crop = photo.crop((left, top, left + 3 * w // 4, top + 3 * h // 4))
-            crop.resize(SIZES[i % len(SIZES)], Image.BILINEAR).save(path, "JPEG", quality=90)
-    return dest
+    dest, i, seed = job
+    path = dest / CLASSES[i % len(CLASSES)] / f"ILSVRC2012_val_{i + 1:08d}.JPEG"
+    if path.is_file():
+        return
+    rng = np.random.default_rng([seed, i])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(Path(skimage.data.__file__).parent / PHOTOS[i % len(PHOTOS)]) as photo:
+        photo = photo.convert("RGB")
+        w, h = photo.size
+        left, top = int(rng.integers(0, w // 4)), int(rng.integers(0, h // 4))
+        crop = photo.crop((left, top, left + 3 * w // 4, top + 3 * h // 4))
+        crop.resize(SIZES[i % len(SIZES)], Image.BILINEAR).save(path, "JPEG", quality=90)
 
 
 def write_random_weights(name, weights_dir, seed=0):
@@ -48,11 +60,10 @@ def write_random_weights(name, weights_dir, seed=0):
             "import keras, hrnet_keras; keras.utils.set_random_seed(%d); "
             "hrnet_keras.create_model(%r).save_weights(%r)" % (seed, name, str(path))
         )
-        subprocess.run(
-            [sys.executable, "-c", code],
-            check=True,
-            env=dict(os.environ, KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "jax")),
-        )
+        # On the CPU: a GPU machine's accelerator stays free for the measurement.
+        env = dict(os.environ, JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
+        env.setdefault("KERAS_BACKEND", "jax")
+        subprocess.run([sys.executable, "-c", code], check=True, env=env)
     return path
 
 
@@ -60,7 +71,6 @@ def run_evaluator(argv, output):
     """Run `python -m hrnet_eval ARGV --output OUTPUT` with a private local Ray cluster;
     returns (wall seconds, results.json, log text). Exits with the log on failure."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     began = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "hrnet_eval", *argv, "--output", str(output)],

@@ -1,132 +1,79 @@
-"""Benchmark: the evaluator's end-to-end images/s against its model alone.
+"""Benchmark: the evaluator end to end on a CPU, this checkout against a baseline checkout.
 
-One process per Keras backend. Each builds one `hrnet_eval` worker (the Ray
-actor's class, used directly) with seeded random weights, then times in the
-same process:
-  model only  - `_predict` on batches already decoded (uint8 -> preprocess -> logits)
-  end to end  - `evaluate` on JPEGs at ImageNet sizes in class folders (read,
-                decode, resize, crop on the worker's decode threads, then the model)
-and reports end to end / model only, timed in interleaved rounds (one pass of
-each per round, median). Default: W18, batch 32, 2 threads, 128 images.
+Runs the real CLI (`python -m hrnet_eval --models M --data D ...`, a private local Ray
+cluster, CPU workers) of this checkout and of `--baseline` (another checkout of the
+repository, e.g. `git worktree add /tmp/base <rev>`) on the same JPEGs at ImageNet sizes
+and the same random weights, in interleaved rounds (baseline, this, baseline, this...),
+and reports each one's images/s from its own `timing` (first worker ready to last shard)
+and whole wall time, and the ratio this / baseline (median of the rounds).
 
-    .venv/bin/python benchmarks/evaluator_throughput.py [--backends jax,tensorflow,torch]
-        [--model hrnet-w18] [--batch-size 32] [--images 128] [--threads 2]
+    .venv/bin/python benchmarks/evaluator_throughput.py --baseline /tmp/base \\
+        [--backend jax] [--model hrnet-w18] [--batch-size 32] [--images 128] [--rounds 2]
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import common  # noqa: E402
 
-def measure(backend, model, batch, n_images, threads, data_dir, repeats):
-    import numpy as np
+ROOT = os.path.dirname(HERE)
 
-    from hrnet_eval.data import load_dataset
-    from hrnet_eval.images import load
-    from hrnet_eval.demo import random_spec
-    from hrnet_eval.worker import EvalWorker
 
-    items = list(load_dataset(data_dir, limit=n_images).items)
-    spec = random_spec(model)
-    worker = EvalWorker(backend, batch_size=batch, decode_threads=threads)
-    worker.load(spec)  # builds, folds, compiles for this batch size
-
-    x = np.stack([load(item)[0] for item in items[:batch]])
-    worker._predict(x)
-    model_only, end_to_end = [], []
-    for _ in range(repeats):  # interleaved rounds: drift moves both alike
-        began = time.perf_counter()
-        for _ in range(len(items) // batch):
-            worker._predict(x)
-        model_only.append(len(items) // batch * batch / (time.perf_counter() - began))
-        began = time.perf_counter()
-        result = worker.evaluate(spec, items)
-        end_to_end.append(result["images"] / (time.perf_counter() - began))
-    model_only, end_to_end = statistics.median(model_only), statistics.median(end_to_end)
-    row = {
-        "backend": backend,
-        "model": model,
-        "batch": batch,
-        "images": len(items),
-        "threads": threads,
-        "model_only": model_only,
-        "end_to_end": end_to_end,
-        "ratio": end_to_end / model_only,
-    }
-    print(json.dumps(row), flush=True)
+def source_path(checkout):
+    return os.pathsep.join(
+        os.path.join(checkout, "packages", p, "src") for p in ("hrnet-keras", "hrnet-eval")
+    )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backends", default="jax,tensorflow,torch")
+    parser.add_argument("--baseline", required=True, metavar="DIR", help="the other checkout")
+    parser.add_argument("--backend", default="jax")
     parser.add_argument("--model", default="hrnet-w18")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--images", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--shard-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE")
-    parser.add_argument("--child", nargs=2, metavar=("BACKEND", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        return measure(
-            args.child[0],
-            args.model,
-            args.batch_size,
-            args.images,
-            args.threads,
-            args.child[1],
-            args.repeats,
-        )
 
-    import common
-
-    rows = []
+    checkouts = {"baseline": os.path.abspath(args.baseline), "this": ROOT}
+    runs = {name: [] for name in checkouts}
     with tempfile.TemporaryDirectory() as tmp:
-        data = common.write_jpegs(os.path.join(tmp, "val"), args.images)
-        for backend in args.backends.split(","):
-            env = dict(
-                os.environ,
-                KERAS_BACKEND=backend,
-                OMP_NUM_THREADS=str(args.threads),
-                TF_NUM_INTRAOP_THREADS=str(args.threads),
-                CUDA_VISIBLE_DEVICES="",
-            )
-            r = common.child_row(
-                [
-                    __file__,
-                    "--child",
-                    backend,
-                    str(data),
-                    "--model",
-                    args.model,
-                    "--batch-size",
-                    str(args.batch_size),
-                    "--images",
-                    str(args.images),
-                    "--threads",
-                    str(args.threads),
-                    "--repeats",
-                    str(args.repeats),
-                ],
-                env,
-                backend,
-            )
-            if r is None:
-                continue
-            rows.append(r)
-            print(
-                f"{r['model']} bs{r['batch']} {backend:<11} model only {r['model_only']:6.2f} img/s"
-                f"   end to end {r['end_to_end']:6.2f} img/s   ratio {r['ratio']:.2f}",
-                flush=True,
-            )
-    common.write_json(args.json, rows=rows)
+        data = common.write_jpegs(os.path.join(tmp, "val"), args.images, processes=2)
+        weights = os.path.dirname(
+            common.write_random_weights(args.model, os.path.join(tmp, "weights"))
+        )
+        for round_ in range(args.rounds):
+            for name, checkout in checkouts.items():
+                os.environ["PYTHONPATH"] = source_path(checkout)
+                argv = [
+                    "--models", args.model, "--data", data, "--weights-dir", weights,
+                    "--no-download", "--backend", args.backend, "--batch-size",
+                    str(args.batch_size), "--shard-size", str(args.shard_size),
+                    "--compile-cache", os.path.join(tmp, f"cache-{name}"),
+                ]  # fmt: skip
+                wall, results, _ = common.run_evaluator(argv, os.path.join(tmp, f"{name}{round_}"))
+                timing = results["timing"]
+                row = {"wall_s": round(wall, 1), "images_per_second": timing["images_per_second"]}
+                runs[name].append(row)
+                print(name, round_, row, flush=True)
+    summary = {
+        name: {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        for name, rows in runs.items()
+    }
+    ratio = summary["this"]["images_per_second"] / summary["baseline"]["images_per_second"]
+    print(
+        f"{common.machine()}: {args.model} {args.backend} batch {args.batch_size}, "
+        f"{args.images} images: this/baseline images/s = {ratio:.2f}; {summary}"
+    )
+    common.write_json(args.json, args=vars(args), runs=runs, summary=summary, ratio=ratio)
 
 
 if __name__ == "__main__":

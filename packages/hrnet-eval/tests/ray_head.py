@@ -8,6 +8,7 @@ command line), nothing else.
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import urllib.request
 
 import psutil
 
+TOKEN = secrets.token_hex(32)
 PORT_OPTIONS = (
     "--port",
     "--dashboard-port",
@@ -51,7 +53,10 @@ def python_env():
     env["KERAS_BACKEND"] = "jax"
     env.update(
         {
-            "RAY_AUTH_MODE": "disabled",
+            # Token auth on, as Ray 2.60's default; a per-run token that clients and the
+            # submitted jobs get through the environment (no ~/.ray/auth_token written).
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": TOKEN,
             "RAY_USAGE_STATS_ENABLED": "0",
             # Keep every Ray process on 127.0.0.1: without this Ray resolves the node to the
             # outside interface, even with --node-ip-address 127.0.0.1.
@@ -125,8 +130,11 @@ class RayHead:
         raise RuntimeError(f"Ray head not up after {timeout} s; see {self.log.name}")
 
     def _jobs_api_up(self):
+        request = urllib.request.Request(
+            self.dashboard + "/api/version", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
         try:
-            with urllib.request.urlopen(self.dashboard + "/api/version", timeout=2) as response:
+            with urllib.request.urlopen(request, timeout=2) as response:
                 return "ray_version" in json.loads(response.read())
         except (OSError, ValueError):
             return False
@@ -206,4 +214,4 @@ class RayHead:
         """The job SDK client (quicker than a `ray job` process for status/stop/logs)."""
         from ray.job_submission import JobSubmissionClient
 
-        return JobSubmissionClient(self.dashboard)
+        return JobSubmissionClient(self.dashboard, headers={"Authorization": f"Bearer {TOKEN}"})

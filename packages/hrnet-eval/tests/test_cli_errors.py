@@ -119,6 +119,11 @@ def test_class_folder_that_is_not_a_class(capsys, tmp_path, weights_dir, photo_d
         (["--all", "--models", "hrnet-w18", "--data", "/x"], "either --models or --all"),
         (["--demo", "--data", "/x"], "--demo uses scikit-image's photos"),
         (["--models", "hrnet-w18", "--data", "/x", "--shard-size", "0"], "argument --shard-size"),
+        (["--models", "hrnet-w18", "--data", "/x", "--cpus-per-worker", "0"], "above 0, got '0'"),
+        (["--models", "hrnet-w18", "--data", "/x", "--cpus-per-worker", "nan"], "got 'nan'"),
+        (["--models", "hrnet-w18", "--data", "/x", "--gpus-per-worker", "inf"], "got 'inf'"),
+        (["--models", "hrnet-w18", "--data", "/x", "--progress-seconds", "-1"], "at least 0"),
+        (["--models", "hrnet-w18", "--data", "/x", "--rows-per-worker", "0"], "at least 1"),
     ],
 )
 def test_usage_errors_are_one_line(capsys, argv, message):
@@ -177,3 +182,59 @@ def test_unknown_model_exit_code_from_the_command_line():
         "hrnet-w18, hrnet-w30, hrnet-w32, hrnet-w40, hrnet-w44, hrnet-w48, hrnet-w64, "
         "hrnet-w18-ssld, hrnet-w48-ssld (see --help)"
     )
+
+
+@pytest.mark.parametrize("where", ["a file", "inside a file", "unwritable"])
+def test_output_that_cannot_be_written(capsys, tmp_path, weights_dir, photo_dir, where):
+    blocker = tmp_path / "results.txt"
+    blocker.write_text("not a folder")
+    output = {
+        "a file": blocker,
+        "inside a file": blocker / "out",
+        "unwritable": "/proc/hrnet-eval-out",  # no one may create files there, not even root
+    }[where]
+    code, _, err = run_main(
+        capsys,
+        "--models",
+        "hrnet-w18",
+        "--data",
+        photo_dir,
+        "--weights-dir",
+        weights_dir,
+        "--output",
+        output,
+    )
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith(f"error: --output {output} ")
+    assert "give a" in err[0] and "folder" in err[0]
+
+
+def test_truncated_weights_are_named_before_the_cluster_starts(capsys, tmp_path, photo_dir):
+    import h5py
+    import numpy as np
+
+    weights_dir = tmp_path / "weights"
+    weights_dir.mkdir()
+    path = weights_dir / "hrnet-w18.weights.h5"
+    with h5py.File(path, "w") as f:
+        f["layers/conv/vars/0"] = np.ones((256, 256, 3, 3), "float32")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    labels = tmp_path / "labels.txt"
+    labels.write_text("n01440764\n" * 24)
+    code, out, err = run_main(
+        capsys,
+        "--models",
+        "hrnet-w18",
+        "--data",
+        photo_dir,
+        "--labels",
+        labels,
+        "--weights-dir",
+        weights_dir,
+        "--no-download",
+        "--output",
+        tmp_path / "out",
+    )
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith(f"error: Weights file {path} of hrnet-w18 is truncated")
+    assert "convert again" in err[0] and "cluster" not in out

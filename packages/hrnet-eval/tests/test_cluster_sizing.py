@@ -6,23 +6,29 @@ from hrnet_eval.cluster import ClusterError, size_workers, worker_env
 
 
 def sized(nodes, workers=None, gpus=None, cpus=None, units=100):
-    return size_workers(workers, gpus, cpus, nodes=nodes, units=units)
+    s = size_workers(workers, gpus, cpus, nodes=nodes, units=units)
+    return s.workers, s.gpus_per_worker, s.cpus_per_worker, s.decode_tasks
 
 
 def test_defaults_follow_the_nodes():
-    assert sized([(4, 2)]) == (2, 1.0, 2.0)  # one worker per GPU, CPUs split
-    assert sized([(2, 0)]) == (1, 0.0, 2.0)  # no GPU: a CPU worker
-    assert sized([(32, 0)]) == (4, 0.0, 8.0)  # CPU workers: one per 8 CPUs
-    # GPU workers only where the GPUs are, with that node's CPUs.
-    assert sized([(64, 0), (8, 1), (96, 8)]) == (9, 1.0, 8.0)
-    assert sized([(4, 2)], units=1) == (1, 1.0, 2.0)  # never more workers than units
+    # (workers, GPU share, CPUs each, decode tasks at a time)
+    assert sized([(4, 2)]) == (2, 1.0, 1.0, 2)  # one worker per GPU, the other CPUs decode
+    assert sized([(16, 1)]) == (1, 1.0, 1.0, 15)
+    assert sized([(2, 0)]) == (1, 0.0, 1.0, 1)  # no GPU: a CPU worker, one CPU decodes
+    assert sized([(32, 0)]) == (4, 0.0, 7.0, 4)  # CPU workers: one per 8 CPUs
+    # GPU workers only where the GPUs are; decoding anywhere.
+    assert sized([(64, 0), (8, 1), (96, 8)]) == (9, 1.0, 1.0, 159)
+    assert sized([(4, 2)], units=1) == (1, 1.0, 1.0, 3)  # never more workers than units
+    assert sized([(1, 0)]) == (1, 0.0, 0.5, 1)  # a 1-CPU machine: half each
+    assert size_workers(None, None, None, nodes=[(1, 0)], units=9).decode_task_cpus == 0.5
 
 
 def test_fractions_and_explicit_counts():
-    assert sized([(4, 2)], workers=3, gpus=0.5) == (3, 0.5, 1.0)
-    assert sized([(4, 2)], gpus=0.5) == (4, 0.5, 1.0)
-    workers, gpus, cpus = sized([(2, 0)], workers=3, gpus=0)
-    assert (workers, gpus) == (3, 0.0) and cpus == pytest.approx(2 / 3)
+    assert sized([(4, 2)], workers=3, gpus=0.5) == (3, 0.5, 0.75, 1)
+    assert sized([(4, 2)], gpus=0.5) == (4, 0.5, 0.75, 1)
+    workers, gpus, cpus, _ = sized([(2, 0)], workers=3, gpus=0)
+    assert (workers, gpus) == (3, 0.0) and cpus == pytest.approx(1 / 3)
+    assert size_workers(None, 0, None, nodes=[(16, 0)], units=9).threads == 8
 
 
 @pytest.mark.parametrize(
@@ -32,6 +38,7 @@ def test_fractions_and_explicit_counts():
         ([(4, 2)], {"workers": 5, "gpus": 1}, "holds 2 workers"),
         ([(4, 1)], {"gpus": 2}, "No node has 2 GPUs free"),
         ([(4, 2)], {"workers": 2, "cpus": 3}, "holds 1 workers"),
+        ([(4, 2)], {"workers": 2, "cpus": 2}, "leave none of the cluster's 4 CPUs to decode"),
     ],
 )
 def test_what_does_not_fit_fails(nodes, options, message):
@@ -43,9 +50,11 @@ def test_worker_environment():
     assert worker_env("jax", 0) == {
         "KERAS_BACKEND": "jax",
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TF_ENABLE_ONEDNN_OPTS": "0",
         "CUDA_VISIBLE_DEVICES": "",
         "JAX_PLATFORMS": "cpu",
     }
+    assert "TF_ENABLE_ONEDNN_OPTS" not in worker_env("tensorflow", 0)
     shared = worker_env("jax", 0.5, "/cache")
     assert shared["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.450"
     assert shared["JAX_COMPILATION_CACHE_DIR"] == "/cache"
@@ -53,8 +62,8 @@ def test_worker_environment():
     assert "JAX_COMPILATION_CACHE_DIR" not in worker_env("torch", 1, "/cache")
 
 
-@pytest.mark.parametrize("cpus, threads", [(1, "1"), (0.5, "1"), (4, "4")])
-def test_cpu_workers_compute_on_their_cpus(cpus, threads):
-    env = worker_env("torch", 0, None, cpus)
-    assert env["OMP_NUM_THREADS"] == env["TF_NUM_INTRAOP_THREADS"] == threads
-    assert "OMP_NUM_THREADS" not in worker_env("torch", 1, None, cpus)  # GPU workers: untouched
+@pytest.mark.parametrize("threads, expected", [(1, "1"), (0, "1"), (4, "4")])
+def test_cpu_workers_compute_on_their_threads(threads, expected):
+    env = worker_env("torch", 0, None, threads)
+    assert env["OMP_NUM_THREADS"] == env["TF_NUM_INTRAOP_THREADS"] == expected
+    assert "OMP_NUM_THREADS" not in worker_env("torch", 1, None, threads)  # GPU workers: untouched

@@ -72,7 +72,15 @@ def assert_counts(output, image_set, models):
 def test_job_reproduces_reference_counts(ray_head, image_set, tmp_path, compile_cache):
     out = tmp_path / "out"
     run = ray_head.submit(
-        *job_args(image_set, out, compile_cache, models=(W18, SSLD), workers=2, gpus_per_worker=1)
+        *job_args(
+            image_set,
+            out,
+            compile_cache,
+            models=(W18, SSLD),
+            workers=2,
+            gpus_per_worker=1,
+            rows_per_worker=1,
+        )
     )
     assert run.returncode == 0, run.stdout + run.stderr
     # The reference's predictions differ by image and the labels give hits of both kinds.
@@ -124,11 +132,19 @@ def test_job_reproduces_reference_counts(ray_head, image_set, tmp_path, compile_
 
 
 def test_three_workers_one_killed_mid_run(ray_head, image_set, tmp_path, compile_cache):
-    """3 workers on half a GPU each, another shard and batch size; one worker is killed
-    inside a shard: its shards are redone by another worker, counted once, same counts."""
+    """3 workers on half a GPU each, each holding both rows, another shard and batch size;
+    one worker is killed inside a shard: its shards are redone by another worker, counted
+    once, same counts."""
     out = tmp_path / "out"
     args = job_args(
-        image_set, out, compile_cache, workers=3, gpus_per_worker=0.5, shard_size=2, batch_size=1
+        image_set,
+        out,
+        compile_cache,
+        models=(W18, SSLD),
+        workers=3,
+        gpus_per_worker=0.5,
+        shard_size=2,
+        batch_size=1,
     )
     cmd = ray_head.submit_command(*args)
     job = subprocess.Popen(
@@ -140,7 +156,7 @@ def test_three_workers_one_killed_mid_run(ray_head, image_set, tmp_path, compile
         if shard_files(out, W18):  # workers are warm: kill one inside a shard
             for proc in ray_head.processes():
                 try:
-                    if "ray::EvalWorker.evaluate" in " ".join(proc.cmdline()):
+                    if "ray::EvalWorker.score" in " ".join(proc.cmdline()):
                         proc.send_signal(signal.SIGKILL)
                         victim = proc.pid
                         break
@@ -151,14 +167,15 @@ def test_three_workers_one_killed_mid_run(ray_head, image_set, tmp_path, compile
     assert victim is not None, "no worker was caught inside a shard:\n" + stdout
     assert job.returncode == 0, stdout
     assert "3 worker(s) (0.5 GPU" in stdout
-    lost = re.search(r"died during hrnet-w18 shard (\d{8}-\d{8})", stdout)
+    lost = re.search(r"died during hrnet-w18, hrnet-w18-ssld shard (\d{8}-\d{8})", stdout)
     assert lost, stdout
-    assert_counts(out, image_set, (W18,))
-    assert_predictions(out, image_set, W18)
-    records = {f.stem: json.loads(f.read_text()) for f in shard_files(out, W18)}
-    assert len(records) == 12 and sum(r["images"] for r in records.values()) == 24
-    assert records[lost.group(1)]["worker"]["pid"] != victim  # redone by another worker
-    assert len({r["worker"]["pid"] for r in records.values()}) >= 2
+    assert_counts(out, image_set, (W18, SSLD))
+    for model in (W18, SSLD):
+        assert_predictions(out, image_set, model)
+        records = {f.stem: json.loads(f.read_text()) for f in shard_files(out, model)}
+        assert len(records) == 12 and sum(r["images"] for r in records.values()) == 24
+        assert records[lost.group(1)]["worker"]["pid"] != victim  # redone by another worker
+        assert len({r["worker"]["pid"] for r in records.values()}) >= 2
 
 
 def test_stopped_job_keeps_shards_and_resumes(ray_head, image_set, tmp_path, compile_cache):

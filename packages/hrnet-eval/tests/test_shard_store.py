@@ -21,11 +21,16 @@ def result(images=4, top1=1, top5=2, skipped=()):
     }
 
 
-def dataset(n=10, label=0):
-    items = tuple(
-        Item(f"ILSVRC2012_val_{i + 1:08d}.JPEG", label, f"/data/{i}.JPEG") for i in range(n)
-    )
-    return Dataset(items, "flat", "/data")
+def dataset(root, n=10, label=0):
+    """`n` image files under `root` (plan stats them), in the flat layout."""
+    root.mkdir(exist_ok=True)
+    items = []
+    for i in range(n):
+        path = root / f"ILSVRC2012_val_{i + 1:08d}.JPEG"
+        if not path.exists():
+            path.write_bytes(bytes([i]) * 100)
+        items.append(Item(path.name, label, str(path)))
+    return Dataset(tuple(items), "flat", str(root))
 
 
 def test_save_is_atomic_and_load_checks_the_key(tmp_path):
@@ -46,19 +51,19 @@ def test_save_is_atomic_and_load_checks_the_key(tmp_path):
 
 def test_plan_resumes_only_matching_shards(tmp_path):
     store = ShardStore(tmp_path)
-    data = dataset(10)
+    data = dataset(tmp_path / "data", 10)
     specs = {"hrnet-w18": ModelSpec("hrnet-w18", "/w/hrnet-w18.weights.h5", "sha256:aa")}
-    done, pending, keys = plan(["hrnet-w18"], data, store, specs, "jax", 4, False)
+    done, pending, keys, _ = plan(["hrnet-w18"], data, store, specs, "jax", 4, False)
     assert [(u.start, u.end) for u in pending["hrnet-w18"]] == [(0, 4), (4, 8), (8, 10)]
     assert done["hrnet-w18"] == []
     first, second, third = pending["hrnet-w18"]
     store.save(first, keys[first], result())
-    store.save(second, keys[second], result(skipped=[["/data/5.JPEG", "Cannot decode"]]))
+    store.save(second, keys[second], result(skipped=[[data.items[5].source, "Cannot decode"]]))
 
-    done, pending, _ = plan(["hrnet-w18"], data, store, specs, "jax", 4, False)
+    done, pending, _, _ = plan(["hrnet-w18"], data, store, specs, "jax", 4, False)
     assert [r["start"] for r in done["hrnet-w18"]] == [0]
     assert pending["hrnet-w18"] == [second, third]  # a shard that skipped images is redone
-    done, pending, _ = plan(["hrnet-w18"], data, store, specs, "jax", 4, True)
+    done, pending, _, _ = plan(["hrnet-w18"], data, store, specs, "jax", 4, True)
     assert [r["start"] for r in done["hrnet-w18"]] == [0, 4] and pending["hrnet-w18"] == [third]
 
     # Another backend, other weights, or other labels: nothing reused.
@@ -66,14 +71,52 @@ def test_plan_resumes_only_matching_shards(tmp_path):
     for args in (
         (data, specs, "torch"),
         (data, other_weights, "jax"),
-        (dataset(10, label=3), specs, "jax"),
+        (dataset(tmp_path / "data", 10, label=3), specs, "jax"),
     ):
-        done, pending, _ = plan(["hrnet-w18"], args[0], store, args[1], args[2], 4, True)
+        done, pending, _, _ = plan(["hrnet-w18"], args[0], store, args[1], args[2], 4, True)
         assert done["hrnet-w18"] == [] and len(pending["hrnet-w18"]) == 3
     # Another shard size: other ranges, so nothing reused either.
-    done, pending, _ = plan(["hrnet-w18"], data, store, specs, "jax", 5, True)
+    done, pending, _, _ = plan(["hrnet-w18"], data, store, specs, "jax", 5, True)
     assert done["hrnet-w18"] == [] and len(pending["hrnet-w18"]) == 2
 
 
 def test_unit_prints_its_model_and_range():
     assert str(Unit("hrnet-w48-ssld", 0, 500)) == "hrnet-w48-ssld shard 00000000-00000500"
+
+
+def test_images_changed_in_place_are_evaluated_again(tmp_path):
+    """Same names, labels and size, new content (mtime): the shard is redone, and the
+    plan says why; the other shards are reused."""
+    store = ShardStore(tmp_path)
+    data = dataset(tmp_path / "data", 8)
+    specs = {"hrnet-w18": ModelSpec("hrnet-w18", None, "seed-0")}
+    _, pending, keys, redo = plan(["hrnet-w18"], data, store, specs, "jax", 4, False)
+    assert not redo
+    for unit in pending["hrnet-w18"]:
+        store.save(unit, keys[unit], result())
+    changed = data.items[5].source
+    stat = os.stat(changed)
+    with open(changed, "r+b") as f:
+        f.write(b"\xff")  # same size, other bytes
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    done, pending, _, redo = plan(["hrnet-w18"], data, store, specs, "jax", 4, False)
+    assert [(u.start, u.end) for u in pending["hrnet-w18"]] == [(4, 8)]
+    assert [r["start"] for r in done["hrnet-w18"]] == [0]
+    assert redo == {"images changed on disk": 1}
+    other = {"hrnet-w18": ModelSpec("hrnet-w18", None, "seed-1")}
+    assert plan(["hrnet-w18"], data, store, other, "jax", 4, False)[3] == {
+        "other weights": 1,
+        "images changed on disk": 1,
+    }
+    assert plan(["hrnet-w18"], data, store, specs, "torch", 4, False)[3]["another backend"] == 1
+
+
+def test_lookup_says_why_a_record_is_not_reused(tmp_path):
+    store = ShardStore(tmp_path)
+    unit = Unit("hrnet-w18", 0, 4)
+    assert store.lookup(unit, {"data": 1, "weights": 2}) == (None, None)
+    store.save(unit, {"data": 1, "weights": 2}, result())
+    assert store.lookup(unit, {"data": 1, "weights": 3}) == (None, "weights")
+    assert store.lookup(unit, {"data": 1, "weights": 2})[1] is None
+    store.path(unit).write_text("[1, 2")
+    assert store.lookup(unit, {"data": 1, "weights": 2}) == (None, "unreadable")

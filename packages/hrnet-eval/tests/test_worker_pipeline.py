@@ -1,40 +1,44 @@
-"""The worker's decode pipeline and counting, with a stand-in for the model (fast)."""
+"""Decoding apart from the model, and the worker's scoring, with a stand-in model (fast)."""
 
 import shutil
-import threading
-import time
 
 import numpy as np
 import pytest
 
-from hrnet_eval import worker as worker_module
 from hrnet_eval.data import Item, load_dataset
+from hrnet_eval.decode import chunks, decode, join
 from hrnet_eval.images import ImageError
-from hrnet_eval.worker import EvalWorker, ModelSpec
+from hrnet_eval.spec import ModelSpec
+from hrnet_eval.worker import EvalWorker, WorkerError
 
-SPEC = ModelSpec(name="hrnet-w18", weights=None, key="stub")
+SPECS = [ModelSpec(name="hrnet-w18", weights=None, key="a"), ModelSpec("hrnet-w30", None, "b")]
 
 
-def stub_logits(batch):
-    """Deterministic logits that depend on each image alone."""
+def stub_logits(batch, shift=0.0):
+    """Deterministic logits that depend on each image alone (and on the row's `shift`)."""
     means = batch.reshape(len(batch), -1, 3).mean(axis=1)  # (n, 3)
     classes = np.arange(1000)
-    return np.cos(np.outer(means[:, 0], classes) / 97.0 + np.outer(means[:, 1], classes) / 89.0)
+    return np.cos(
+        np.outer(means[:, 0], classes) / 97.0 + np.outer(means[:, 1], classes) / 89.0 + shift
+    )
 
 
 class StubWorker(EvalWorker):
-    """EvalWorker with the model replaced by `stub_logits`; records batch shapes."""
+    """EvalWorker whose rows are `stub_logits` (shifted per row); records batch shapes."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.batch_shapes = []
 
-    def _ensure_model(self, spec):
-        self.spec = spec
+    def _classifier(self, spec):
+        shift = 0.5 * SPECS.index(spec)
 
-    def _predict(self, x_uint8):
-        self.batch_shapes.append(x_uint8.shape)
-        return stub_logits(x_uint8.astype("float64"))
+        def classify(batch):
+            self.batch_shapes.append(batch.shape)
+            logits = stub_logits(batch.astype("float64"), shift)
+            return np.argsort(-logits, axis=1, kind="stable")[:, :5]
+
+        return classify
 
 
 @pytest.fixture(scope="module")
@@ -44,27 +48,68 @@ def flat_items(photo_dir, tmp_path_factory):
     return list(load_dataset(photo_dir, labels_file=labels).items)
 
 
-def expected_top5(items):
+def expected_top5(items, shift=0.0):
     from hrnet_keras import load_image
 
     images = np.stack([load_image(i.source) for i in items]).astype("float64")
-    return np.argsort(-stub_logits(images), axis=1, kind="stable")[:, :5].tolist()
+    return np.argsort(-stub_logits(images, shift), axis=1, kind="stable")[:, :5].tolist()
 
 
-def test_shards_and_batches_do_not_change_results(flat_items):
-    whole = StubWorker("jax", batch_size=5, decode_threads=2).evaluate(SPEC, flat_items)
-    pieces = StubWorker("jax", batch_size=3, decode_threads=1)
-    parts = [pieces.evaluate(SPEC, flat_items[s : s + 7]) for s in range(0, 24, 7)]
-    assert whole["top5_classes"] == [t for p in parts for t in p["top5_classes"]]
-    assert whole["top5_classes"] == expected_top5(flat_items)
+def score(worker, items, rows=("hrnet-w18",), chunk=64, skip_corrupt=False):
+    parts = [decode(items[s:e], skip_corrupt) for s, e in chunks(0, len(items), chunk)]
+    return worker.score(list(rows), *parts)
+
+
+def test_decode_keeps_order_and_chunks_join_back(flat_items):
+    from hrnet_keras import load_image
+
+    whole = decode(flat_items[:7])
+    assert whole["images"].dtype == np.uint8 and whole["images"].shape == (7, 224, 224, 3)
+    assert whole["names"] == [i.name for i in flat_items[:7]]
+    assert whole["labels"] == [i.label for i in flat_items[:7]]
+    assert np.array_equal(whole["images"][3], load_image(flat_items[3].source))
+    assert chunks(10, 17, 3) == [(10, 13), (13, 16), (16, 17)]
+    joined = join([decode(flat_items[s:e]) for s, e in chunks(0, 7, 3)])
+    assert np.array_equal(joined["images"], whole["images"])
+    assert joined["names"] == whole["names"] and joined["labels"] == whole["labels"]
+
+
+def test_shards_chunks_and_batches_do_not_change_results(flat_items):
+    whole = StubWorker("jax", batch_size=5)
+    whole.load(SPECS[:1])
+    whole = score(whole, flat_items, chunk=10)
+    pieces = StubWorker("jax", batch_size=3)
+    pieces.load(SPECS[:1])
+    parts = [score(pieces, flat_items[s : s + 7], chunk=2) for s in range(0, 24, 7)]
+    got = whole["rows"]["hrnet-w18"]
+    assert got["top5_classes"] == [t for p in parts for t in p["rows"]["hrnet-w18"]["top5_classes"]]
+    assert got["top5_classes"] == expected_top5(flat_items)
     assert whole["labels"] == [i.label for i in flat_items]  # order kept
     for key in ("images", "top1", "top5"):
-        assert whole[key] == sum(p[key] for p in parts)
-    top5, labels = whole["top5_classes"], whole["labels"]
-    assert whole["top1"] == sum(t[0] == y for t, y in zip(top5, labels))
-    assert whole["top5"] == sum(y in t for t, y in zip(top5, labels))
+        assert got[key] == sum(p["rows"]["hrnet-w18"][key] for p in parts)
+    top5, labels = got["top5_classes"], whole["labels"]
+    assert got["top1"] == sum(t[0] == y for t, y in zip(top5, labels))
+    assert got["top5"] == sum(y in t for t, y in zip(top5, labels))
     # Every forward pass has the full batch (the last one zero-padded).
     assert set(pieces.batch_shapes) == {(3, 224, 224, 3)}
+
+
+def test_one_decode_serves_every_row(flat_items):
+    worker = StubWorker("jax", batch_size=4)
+    info = worker.load(SPECS)
+    assert info["rows"] == ["hrnet-w18", "hrnet-w30"] and set(info["load_seconds"]) == set(
+        info["rows"]
+    )
+    result = score(worker, flat_items[:6], rows=("hrnet-w18", "hrnet-w30"))
+    assert result["rows"]["hrnet-w18"]["top5_classes"] == expected_top5(flat_items[:6])
+    assert result["rows"]["hrnet-w30"]["top5_classes"] == expected_top5(flat_items[:6], 0.5)
+    assert (
+        result["rows"]["hrnet-w18"]["top5_classes"] != result["rows"]["hrnet-w30"]["top5_classes"]
+    )
+    worker.load(SPECS[1:])  # another group: the rows not asked for are dropped
+    assert list(worker.classifiers) == ["hrnet-w30"]
+    with pytest.raises(WorkerError, match="has not loaded hrnet-w18"):
+        score(worker, flat_items[:2])
 
 
 def test_labels_that_hit(flat_items):
@@ -74,7 +119,9 @@ def test_labels_that_hit(flat_items):
         Item(i.name, top5[k][0] if k < 3 else top5[k][4], i.source)
         for k, i in enumerate(flat_items[:6])
     ]
-    result = StubWorker("jax", batch_size=4, decode_threads=2).evaluate(SPEC, relabelled)
+    worker = StubWorker("jax", batch_size=4)
+    worker.load(SPECS[:1])
+    result = score(worker, relabelled)["rows"]["hrnet-w18"]
     assert (result["images"], result["top1"], result["top5"]) == (6, 3, 6)
 
 
@@ -88,32 +135,14 @@ def test_corrupt_image_fails_or_is_skipped(flat_items, tmp_path):
         + flat_items[3:6]
     )
     with pytest.raises(ImageError, match=f"Cannot decode image {broken}"):
-        StubWorker("jax", batch_size=2, decode_threads=2).evaluate(SPEC, items)
-    result = StubWorker("jax", batch_size=2, decode_threads=2).evaluate(
-        SPEC, items, skip_corrupt=True
-    )
-    assert result["images"] == 5
+        decode(items)
+    worker = StubWorker("jax", batch_size=2)
+    worker.load(SPECS[:1])
+    result = score(worker, items, chunk=4, skip_corrupt=True)
+    assert result["rows"]["hrnet-w18"]["images"] == 5
     assert [where for where, _ in result["skipped"]] == [str(broken)]
     assert result["labels"] == [i.label for k, i in enumerate(items) if k != 2]
-    clean = StubWorker("jax", batch_size=2, decode_threads=2).evaluate(
-        SPEC, flat_items[:2] + flat_items[3:6]
-    )
-    assert clean["top5_classes"] == result["top5_classes"]
-
-
-def test_decoding_runs_ahead_while_the_model_is_busy(flat_items, monkeypatch):
-    loaded = []
-    real_load = worker_module.load
-    monkeypatch.setattr(worker_module, "load", lambda item: loaded.append(item) or real_load(item))
-    busy = StubWorker("jax", batch_size=2, decode_threads=2, prefetch_batches=3)
-    results = []
-    with busy.model_lock:  # another shard is using the model
-        thread = threading.Thread(target=lambda: results.append(busy.evaluate(SPEC, flat_items)))
-        thread.start()
-        deadline = time.monotonic() + 30
-        while len(loaded) < 6 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.2)
-        assert len(loaded) == 6  # one window (3 batches) decoded ahead, no more
-    thread.join(timeout=60)
-    assert results and results[0]["images"] == 24 and len(loaded) == 24
+    clean = score(worker, flat_items[:2] + flat_items[3:6])
+    assert clean["rows"]["hrnet-w18"]["top5_classes"] == result["rows"]["hrnet-w18"]["top5_classes"]
+    everything_broken = score(worker, items[2:3], skip_corrupt=True)
+    assert everything_broken["rows"]["hrnet-w18"]["images"] == 0

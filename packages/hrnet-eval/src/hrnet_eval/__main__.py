@@ -12,6 +12,7 @@ shard is saved under OUTPUT/shards at once: rerunning the same command resumes.
 """
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -136,10 +137,10 @@ def build_parser():
     )
     run.add_argument(
         "--cpus-per-worker",
-        type=_non_negative_float,
+        type=_positive_float,
         metavar="C",
-        help="CPUs of each worker, used for JPEG decoding (default: the cluster's "
-        "CPUs split evenly)",
+        help="CPUs reserved by each worker (default: 1 for GPU workers; CPU workers share "
+        "a node's CPUs but one); the CPUs left over decode the images, one task per CPU",
     )
     run.add_argument(
         "--workers",
@@ -147,6 +148,14 @@ def build_parser():
         metavar="N",
         help="number of workers (default: GPUs / --gpus-per-worker; CPU workers: "
         "one per 8 CPUs)",
+    )
+    run.add_argument(
+        "--rows-per-worker",
+        type=_positive_int,
+        metavar="N",
+        help="rows a worker holds at once; each decoded shard goes through all of them "
+        "(default: every row on GPU workers; CPU workers: as many as their share of host "
+        "memory holds)",
     )
     run.add_argument(
         "--shard-size",
@@ -205,14 +214,23 @@ def _positive_int(text):
     return value
 
 
-def _non_negative_float(text):
+def _finite_float(text, *, positive):
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text!r}")
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "above 0" if positive else "of at least 0"
+        raise argparse.ArgumentTypeError(f"expected a finite number {bound}, got {text!r}")
     return value
+
+
+def _non_negative_float(text):
+    return _finite_float(text, positive=False)
+
+
+def _positive_float(text):
+    return _finite_float(text, positive=True)
 
 
 def list_rows():

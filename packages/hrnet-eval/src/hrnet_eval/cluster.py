@@ -1,17 +1,27 @@
 """Joining Ray, sizing the workers, and their process environment."""
 
+import dataclasses
 import logging
 import os
+import secrets
 import signal
+import sys
 
-LOCAL_ENV = {
-    # A private local cluster: no token to manage, nothing reported home, and
-    # reachable on the loopback address only (Ray otherwise resolves the node
-    # to the outside interface, even for 127.0.0.1).
-    "RAY_AUTH_MODE": "disabled",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-}
+
+def local_cluster_env():
+    """Environment of a private local cluster: token auth on with a fresh per-run token
+    (never written to disk), nothing reported home, every Ray process on 127.0.0.1.
+
+    Ray starts its processes with this environment, so they all hold the token and
+    every RPC without it is refused. `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` together
+    with the node address 127.0.0.1 keeps Ray's listeners on loopback.
+    """
+    return {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    }
 
 
 class ClusterError(RuntimeError):
@@ -30,28 +40,59 @@ def stop_on_sigterm():
 
 def connect(address=None, *, num_cpus=None):
     """Join the cluster at `address` / $RAY_ADDRESS (as under `ray job submit`),
-    else start a private local one. Returns a short description."""
-    import ray
+    else start a private local one. Returns a short description.
 
+    Ray reads its auth settings when it is imported: a local cluster must be
+    started by a process that has not imported Ray yet.
+    """
     # Errors of shards the driver stopped waiting for are not news.
     os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address:
+        if "ray" in sys.modules:
+            raise ClusterError(
+                "Ray was imported before the local cluster's token was set: start the "
+                "local cluster from a fresh process (python -m hrnet_eval)."
+            )
+        os.environ.update(local_cluster_env())
+    import ray
+
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
         description = f"joined the Ray cluster at {address}"
     else:
-        for key, value in LOCAL_ENV.items():
-            os.environ.setdefault(key, value)
         ray.init(
             address="local",
-            include_dashboard=False,
+            include_dashboard=False,  # the dashboard's job API is not needed here
             num_cpus=num_cpus,
             logging_level=logging.WARNING,
             log_to_driver=True,
+            _node_ip_address="127.0.0.1",
         )
-        description = "started a local Ray cluster (no RAY_ADDRESS given)"
+        description = (
+            "started a local Ray cluster (no RAY_ADDRESS given): 127.0.0.1 only, "
+            "token auth with a per-run token"
+        )
     stop_on_sigterm()
     return description
+
+
+def node_memory():
+    """The smallest memory (bytes) Ray gives the tasks and actors of an alive node."""
+    import ray
+
+    sizes = [float(n["Resources"].get("memory", 0)) for n in ray.nodes() if n.get("Alive")]
+    return min(sizes, default=0.0)
+
+
+def decode_env():
+    """Environment of the decode tasks: CPU only, quiet, no framework thread pools."""
+    return {
+        "CUDA_VISIBLE_DEVICES": "",
+        "JAX_PLATFORMS": "cpu",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def node_resources():
@@ -65,16 +106,39 @@ def node_resources():
     ]
 
 
-CPUS_PER_CPU_WORKER = 8  # default share of a CPU-only worker
+CPUS_PER_CPU_WORKER = 8  # a CPU-only node gets one worker per 8 CPUs by default
+DECODE_CPUS = 1  # CPUs per node that workers leave to the decode tasks (half of a 1-CPU node)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizing:
+    """Workers and their resources; the CPUs they leave free run the decode tasks."""
+
+    workers: int
+    gpus_per_worker: float
+    cpus_per_worker: float  # Ray resource of each worker
+    threads: int  # compute threads of a CPU worker (torch, TensorFlow)
+    decode_cpus: float  # CPUs of the cluster left to the decode tasks
+
+    @property
+    def decode_task_cpus(self):
+        """The CPU share of one decode task (1, or what is left on a 1-CPU machine)."""
+        return min(1.0, self.decode_cpus)
+
+    @property
+    def decode_tasks(self):
+        """How many decode tasks run at once."""
+        return max(1, int(self.decode_cpus / self.decode_task_cpus + 1e-9))
 
 
 def size_workers(workers, gpus_per_worker, cpus_per_worker, *, nodes, units):
-    """(workers, gpus_per_worker, cpus_per_worker), defaults filled in from `nodes`
-    ((CPUs, GPUs) per node) and checked against what the nodes can hold.
+    """The `Sizing` for the options given (None: default) on `nodes` ((CPUs, GPUs) each).
 
-    GPU workers: one per `gpus_per_worker` share of each node's GPUs (default share
-    1 when the cluster has GPUs, else CPU workers). CPU workers: one per 8 CPUs. The
-    CPUs of the nodes used are split evenly between the workers (fractions below 1).
+    GPU workers: one per `gpus_per_worker` share of a node's GPUs (default share 1 when
+    the cluster has GPUs, else CPU workers), 1 CPU each: the GPU computes, the other
+    CPUs decode. CPU workers: one per 8 CPUs of a node, sharing its CPUs but one, which
+    stays for decoding (their compute threads use the whole node: decoding is a small
+    part of a CPU worker's work). Fails if the workers do not fit or leave no CPU free.
     """
     total_gpus = sum(g for _, g in nodes)
     if gpus_per_worker is None:
@@ -88,40 +152,57 @@ def size_workers(workers, gpus_per_worker, cpus_per_worker, *, nodes, units):
     slots = [(c, n) for c, n in slots if n > 0]
     if not slots:
         raise ClusterError(
-            f"No node has {gpus_per_worker:g} GPUs free for a worker: " "lower --gpus-per-worker."
+            f"No node has {gpus_per_worker:g} GPUs free for a worker: lower --gpus-per-worker."
         )
+    cpus = sum(c for c, _ in slots)
     if cpus_per_worker is None:
-        share = sum(c for c, _ in slots) / workers if workers else min(c / n for c, n in slots)
-        cpus_per_worker = float(int(share)) if share >= 1 else share
-    if gpus_per_worker == 0:  # CPU workers: as many as the CPUs hold
-        slots = [(c, int(c / cpus_per_worker + 1e-9)) for c, _ in slots]
-    else:  # GPU workers need their CPUs on the same node
-        slots = [(c, min(n, int(c / cpus_per_worker + 1e-9))) for c, n in slots]
-    capacity = sum(n for _, n in slots)
-    if workers is None:
-        workers = capacity
-    if capacity < 1 or workers > capacity:
+        if gpus_per_worker > 0:
+            cpus_per_worker = min(1.0, min(max(c - DECODE_CPUS, c / 2) / n for c, n in slots))
+        elif workers:
+            cpus_per_worker = max(cpus - DECODE_CPUS * len(slots), cpus / 2) / workers
+        else:
+            cpus_per_worker = min(max(c - DECODE_CPUS, c / 2) / n for c, n in slots)
+        cpus_per_worker = float(int(cpus_per_worker)) if cpus_per_worker >= 1 else cpus_per_worker
+    if gpus_per_worker > 0:  # GPU workers need their CPUs on the same node
+        capacity = sum(min(n, int(c / cpus_per_worker + 1e-9)) for c, n in slots)
+    else:
+        capacity = sum(int(c / cpus_per_worker + 1e-9) for c, _ in slots)
+    wanted = sum(n for _, n in slots) if workers is None else workers
+    if capacity < 1 or wanted > capacity:
         kind = f"{gpus_per_worker:g} GPUs and " if gpus_per_worker else ""
         raise ClusterError(
             f"The cluster holds {capacity} workers of {kind}{cpus_per_worker:g} CPUs, not "
-            f"{workers}: lower --workers, --gpus-per-worker or --cpus-per-worker."
+            f"{wanted}: lower --workers, --gpus-per-worker or --cpus-per-worker."
         )
-    return max(1, min(workers, units)), float(gpus_per_worker), float(cpus_per_worker)
+    workers = max(1, min(wanted, units))
+    all_cpus = sum(c for c, _ in nodes)
+    decode_cpus = all_cpus - workers * cpus_per_worker
+    if decode_cpus < 0.5 - 1e-9:
+        raise ClusterError(
+            f"{workers} workers of {cpus_per_worker:g} CPUs leave none of the cluster's "
+            f"{all_cpus:g} CPUs to decode images: lower --cpus-per-worker or --workers."
+        )
+    threads = max(1, int(cpus / wanted)) if gpus_per_worker == 0 else 1
+    return Sizing(workers, float(gpus_per_worker), float(cpus_per_worker), threads, decode_cpus)
 
 
-def worker_env(backend, gpus_per_worker, compile_cache=None, cpus_per_worker=None):
+def worker_env(backend, gpus_per_worker, compile_cache=None, threads=None):
     """Environment variables of a worker process.
 
-    CPU workers of torch and TensorFlow compute on as many threads as they have
-    CPUs (at least one), so workers sharing a node do not oversubscribe it. JAX
-    has no thread-count setting for the CPU: its workers use every core.
+    CPU workers of torch and TensorFlow compute on `threads` threads, so workers
+    sharing a node do not oversubscribe it. JAX has no thread-count setting for
+    the CPU: its workers use every core.
     """
     env = {"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if backend != "tensorflow":
+        # Keras' serialization imports TensorFlow where it is installed; its oneDNN
+        # start-up lines would be the only TensorFlow output of a JAX or torch worker.
+        env["TF_ENABLE_ONEDNN_OPTS"] = "0"
     if gpus_per_worker == 0:
         env["CUDA_VISIBLE_DEVICES"] = ""
         env["JAX_PLATFORMS"] = "cpu"
-        if cpus_per_worker is not None:
-            threads = str(max(1, int(cpus_per_worker)))
+        if threads is not None:
+            threads = str(max(1, int(threads)))
             env.update(
                 OMP_NUM_THREADS=threads,
                 TF_NUM_INTRAOP_THREADS=threads,

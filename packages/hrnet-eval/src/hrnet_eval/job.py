@@ -1,47 +1,107 @@
 """One evaluation job: data, weights, plan against the shard store, dispatch, results."""
 
+import collections
 import datetime
+import hashlib
+import os
 import time
 from pathlib import Path
 
 from hrnet_eval import cluster, demo, results
-from hrnet_eval.data import load_dataset, shards
+from hrnet_eval.checks import check_output, check_weights
+from hrnet_eval.data import DataError, load_dataset, shards
 from hrnet_eval.progress import Progress, format_duration
-from hrnet_eval.scheduler import Scheduler
+from hrnet_eval.scheduler import Scheduler, row_groups
 from hrnet_eval.store import ShardStore, Unit
 from hrnet_eval.weights import resolve
 
 
-def unit_key(dataset, unit, spec, backend):
+def content_stamp(items):
+    """sha1 over each image file's (or container's) size and modification time (ns):
+    an image changed in place changes the stamp. Raises DataError for a missing file."""
+    digest = hashlib.sha1()
+    for source in dict.fromkeys(item.source for item in items):
+        try:
+            stat = os.stat(source)
+        except OSError as exc:
+            raise DataError(f"Cannot read {source}: {exc.strerror}.") from None
+        digest.update(f"{source}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def unit_key(dataset, start, end, spec, backend):
     """What a stored shard must have been made from to be reused."""
+    from hrnet_keras.configs import TEST_PIPELINE
+
     return {
-        "data": dataset.fingerprint(unit.start, unit.end),
+        "data": dataset.fingerprint(start, end),
+        "files": content_stamp(dataset.items[start:end]),
         "weights": spec.key,
         "backend": backend,
+        "preprocessing": TEST_PIPELINE,
     }
 
 
+REASONS = {  # key field that differs -> why a stored shard is not reused
+    "data": "other images or labels",
+    "files": "images changed on disk",
+    "weights": "other weights",
+    "backend": "another backend",
+    "preprocessing": "another preprocessing",
+}
+
+
 def plan(models, dataset, store, specs, backend, shard_size, skip_corrupt):
-    """({model: finished records}, {model: units to run}, {unit: key})."""
+    """({model: finished records}, {model: units to run}, {unit: key}, Counter of reasons
+    why stored shards were not reused)."""
     done, pending, keys = {}, {}, {}
+    redo = collections.Counter()
+    ranges = shards(len(dataset), shard_size)
+    stamps = {}
     for model in models:
         done[model], pending[model] = [], []
-        for start, end in shards(len(dataset), shard_size):
+        for start, end in ranges:
             unit = Unit(model, start, end)
-            keys[unit] = unit_key(dataset, unit, specs[model], backend)
-            record = store.load(unit, keys[unit])
-            # A shard that skipped images is redone unless skipping is asked again.
-            if record is not None and (skip_corrupt or not record["skipped"]):
+            if (start, end) not in stamps:
+                stamps[start, end] = unit_key(dataset, start, end, specs[model], backend)
+            keys[unit] = {**stamps[start, end], "weights": specs[model].key}
+            record, mismatch = store.lookup(unit, keys[unit])
+            if record is not None and record["skipped"] and not skip_corrupt:
+                record, mismatch = None, "it skipped images (no --skip-corrupt now)"
+            if record is not None:
                 done[model].append(record)
             else:
                 pending[model].append(unit)
-    return done, pending, keys
+                if mismatch:
+                    redo[REASONS.get(mismatch, mismatch)] += 1
+    return done, pending, keys, redo
+
+
+def rows_per_worker(args, sizing, nodes_memory):
+    """--rows-per-worker, else: GPU workers hold every row; CPU workers the rows that
+    fit their share of host memory by a rule fitted to measured peaks (a worker takes
+    about 2.2 GiB, plus about 6x each row's fp32 weights)."""
+    from hrnet_keras.configs import get_preset
+
+    if args.rows_per_worker:
+        return args.rows_per_worker
+    if sizing.gpus_per_worker > 0:
+        return len(args.models)
+    budget = 0.8 * nodes_memory / max(1, sizing.workers)
+    used, fit = 2.2 * 2**30, 0
+    for model in sorted(args.models, key=lambda m: get_preset(m).params):
+        used += 6 * 4 * get_preset(model).params
+        if used > budget:
+            break
+        fit += 1
+    return max(1, fit)
 
 
 def run(args, out=print):
     """Evaluate `args.models`; returns the result rows. Raises the package's errors."""
     began = time.monotonic()
     output = Path(args.output).expanduser().resolve()
+    check_output(output)
     banner = None
     if args.demo:
         data_path = demo.write_demo_data(output / "demo-data")
@@ -55,12 +115,14 @@ def run(args, out=print):
             m: resolve(m, args.weights_dir, allow_download=not args.no_download)
             for m in args.models
         }
+        for spec in specs.values():
+            check_weights(spec)
     out(f"data: {dataset.root} ({dataset.layout}), {len(dataset)} images", flush=True)
     for note in dataset.notes:
         out(f"note: {note}", flush=True)
 
     store = ShardStore(output)
-    done, pending, keys = plan(
+    done, pending, keys, redo = plan(
         args.models, dataset, store, specs, args.backend, args.shard_size, args.skip_corrupt
     )
     for model in args.models:
@@ -69,6 +131,9 @@ def run(args, out=print):
             f", {len(done[model])} already done in {store.root / model}" if done[model] else ""
         )
         out(f"{model}: {n_units} shards of up to {args.shard_size} images{resumed}", flush=True)
+    if redo:
+        why = ", ".join(f"{n} because {reason}" for reason, n in redo.most_common())
+        out(f"stored shards not reused: {why}", flush=True)
 
     units_left = sum(len(u) for u in pending.values())
     timing = {}
@@ -116,17 +181,20 @@ def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out)
     out(cluster.connect(args.address, num_cpus=args.local_cpus), flush=True)
     connected = time.monotonic() - began
     nodes = cluster.node_resources()
-    workers, gpus, cpus = cluster.size_workers(
+    sizing = cluster.size_workers(
         args.workers,
         args.gpus_per_worker,
         args.cpus_per_worker,
         nodes=nodes,
         units=units_left,
     )
+    groups = row_groups(args.models, rows_per_worker(args, sizing, cluster.node_memory()))
+    workers, gpus, cpus = sizing.workers, sizing.gpus_per_worker, sizing.cpus_per_worker
     kind = f"{gpus:g} GPU" if gpus else "CPU only"
     out(
-        f"{workers} worker(s) ({kind}, {cpus:g} CPUs each; cluster: {len(nodes)} node(s), "
-        f"{sum(g for _, g in nodes):g} GPUs, {sum(c for c, _ in nodes):g} CPUs), "
+        f"{workers} worker(s) ({kind}, {cpus:g} CPUs each; up to {len(groups[0])} rows each); "
+        f"{sizing.decode_tasks} decode task(s) at a time; cluster: {len(nodes)} node(s), "
+        f"{sum(g for _, g in nodes):g} GPUs, {sum(c for c, _ in nodes):g} CPUs; "
         f"backend {args.backend}, batch {args.batch_size}",
         flush=True,
     )
@@ -148,18 +216,25 @@ def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out)
         specs=specs,
         items=dataset.items,
         pending=pending,
+        groups=groups,
         work_per_image={m: get_preset(m).flops for m in args.models},
         workers=workers,
         actor_options={
             "num_cpus": cpus,
             "num_gpus": gpus,
-            "max_concurrency": 2,
             "max_restarts": 0,
             "runtime_env": {
-                "env_vars": cluster.worker_env(args.backend, gpus, args.compile_cache, cpus)
+                "env_vars": cluster.worker_env(
+                    args.backend, gpus, args.compile_cache, sizing.threads
+                )
             },
         },
-        worker_args=(args.backend, args.batch_size, max(1, int(cpus))),
+        worker_args=(args.backend, args.batch_size),
+        decode_options={
+            "num_cpus": sizing.decode_task_cpus,
+            "runtime_env": {"env_vars": cluster.decode_env()},
+        },
+        decode_tasks=sizing.decode_tasks,
         on_result=on_result,
         skip_corrupt=args.skip_corrupt,
         log=out,
@@ -170,7 +245,7 @@ def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out)
         out(
             f"timing: joined the cluster in {timing['connect_s']:.1f} s; workers ready "
             f"{timing['first_worker_ready_s']:.1f}-{timing['last_worker_ready_s']:.1f} s later "
-            f"(actor start, weights, compile); then {timing['images']} images in "
+            f"(actor start, weights, compile); then {timing['images']} images x rows in "
             f"{timing['evaluating_s']:.1f} s = {timing['images_per_second']:.2f} images/s "
             f"on {workers} worker(s)",
             flush=True,

@@ -42,14 +42,23 @@ class ShardStore:
 
     def load(self, unit, key):
         """The stored record of `unit` if it was made under `key`, else None."""
+        return self.lookup(unit, key)[0]
+
+    def lookup(self, unit, key):
+        """(record, None) if `unit` was stored under `key`; else (None, why): None for no
+        file, "unreadable", or the first field of `key` that differs."""
         path = self.path(unit)
         try:
             record = json.loads(path.read_text())
         except FileNotFoundError:
-            return None
+            return None, None
         except (OSError, ValueError):
-            return None  # unreadable or half-written by something else: redo it
-        return record if record.get("key") == key else None
+            return None, "unreadable"  # half-written by something else: redo it
+        stored = record.get("key") if isinstance(record, dict) else None
+        if stored == key:
+            return record, None
+        stored = stored if isinstance(stored, dict) else {}
+        return None, next((f for f in key if stored.get(f) != key[f]), "unreadable")
 
     def save(self, unit, key, result):
         """Write the record of a finished unit atomically; returns it."""

@@ -1,27 +1,25 @@
-"""The Ray actor: one model on its GPU share, fed by a prefetching decode pool.
+"""The Ray actor: several rows on one GPU share (or CPU), scoring decoded shards.
 
-The model runs through `hrnet_keras.inference.optimize_for_inference`
-(BatchNorm folded into the convs, compiled where the backend compiles): the
-same logits as the plain model within float rounding, at fewer ops per image.
-`EvalWorker` has no Ray import: the scheduler wraps it with `ray.remote`.
-Its methods run on up to two threads (the scheduler keeps two shards in
-flight per worker), so the next shard decodes while this one runs; the model
-itself is used by one shard at a time.
+Each row runs through `hrnet_keras.inference.optimize_for_inference` with uint8
+in and top-5 classes out: BatchNorm folded into the convs, normalisation and
+top-5 inside the compiled function (JAX `jit`, TensorFlow XLA, torch's own
+functions), so only uint8 pixels go to the device and five indices per image
+come back. The worker never decodes: `score` gets a shard's decoded chunks
+(Ray resolves them from the object store) and runs them through each row it is
+asked for, so an image decoded once serves every row. `EvalWorker` has no Ray
+import: the scheduler wraps it with `ray.remote`.
 """
 
-import collections
 import concurrent.futures
 import os
-import threading
 import time
 
 import numpy as np
 
-from hrnet_eval.images import ImageError, load
+from hrnet_eval.decode import IMAGE_SIZE, join
 from hrnet_eval.spec import ModelSpec  # noqa: F401  (re-exported)
 
 TOP_K = 5
-IMAGE_SIZE = 224
 
 
 class WorkerError(RuntimeError):
@@ -29,48 +27,99 @@ class WorkerError(RuntimeError):
 
 
 class EvalWorker:
-    """Evaluates shards of one model at a time; decodes with `decode_threads` threads."""
+    """Holds the rows it was loaded with; scores decoded shards under each of them."""
 
-    def __init__(self, backend, batch_size, decode_threads, prefetch_batches=3):
+    def __init__(self, backend, batch_size):
         os.environ.setdefault("KERAS_BACKEND", backend)
         self.backend = backend
         self.batch_size = batch_size
-        self.window = batch_size * prefetch_batches
-        self.pool = concurrent.futures.ThreadPoolExecutor(max(1, decode_threads))
-        self.model_lock = threading.Lock()
-        self.spec = None
-        self.forward = None  # uint8 NHWC batch -> logits (NumPy)
+        self.classifiers = {}  # row -> f(uint8 NHWC batch) -> top-5 indices (backend tensor)
+        self.specs = {}
         self.device = None
 
-    def load(self, spec):
-        """Build and warm up model `spec` (compiling it); returns `describe()`."""
-        with self.model_lock:
-            self._ensure_model(spec)
-        return self.describe()
+    def load(self, specs):
+        """Build, fold and compile the rows `specs` (dropping any others); returns
+        `describe()` with the seconds each row took. Compiles run in parallel on JAX."""
+        keep = {s.name for s in specs if self.specs.get(s.name) == s}
+        self.classifiers = {n: f for n, f in self.classifiers.items() if n in keep}
+        self.specs = {n: s for n, s in self.specs.items() if n in keep}
+        began, seconds = time.perf_counter(), {}
+        parallel = self.backend == "jax"  # XLA compiles outside the GIL
+        with concurrent.futures.ThreadPoolExecutor(max(1, len(specs)) if parallel else 1) as pool:
+            warming = {}
+            for spec in specs:
+                if spec.name in self.classifiers:
+                    continue
+                start = time.perf_counter()
+                classify = self._classifier(spec)
+                warming[spec.name] = (spec, classify, start, pool.submit(self._warm_up, classify))
+            for name, (spec, classify, start, future) in warming.items():
+                future.result()
+                self.classifiers[name], self.specs[name] = classify, spec
+                seconds[name] = round(time.perf_counter() - start, 2)
+        self.device = _device_name()
+        print(
+            f"worker pid {os.getpid()}: {', '.join(self.specs)} ready on {self.device} "
+            f"({self.backend}, batch {self.batch_size}) in {time.perf_counter() - began:.1f} s",
+            flush=True,
+        )
+        return {**self.describe(), "load_seconds": seconds}
 
-    def evaluate(self, spec, items, skip_corrupt=False):
-        """Counts and top-5 classes of `items` under model `spec`.
+    def score(self, rows, *chunks):
+        """Counts and top-5 classes of one shard's decoded `chunks` under each of `rows`.
 
-        Decoding starts at once; inference waits for the model. Images that
-        fail to decode raise `ImageError`, or are listed in "skipped" with
-        `skip_corrupt`. Batches are zero-padded to `batch_size`, so every image
-        goes through the same compiled program whatever the shard size.
+        Returns {"rows": {row: {images, top1, top5, top5_classes, seconds}}, "labels",
+        "names", "skipped", "worker"}. Batches are zero-padded to `batch_size`, so every
+        image goes through the same compiled program whatever the shard size.
         """
-        decoded = self._prefetch(items)
-        with self.model_lock:
-            self._ensure_model(spec)
+        missing = [row for row in rows if row not in self.classifiers]
+        if missing:
+            raise WorkerError(f"Worker pid {os.getpid()} has not loaded {', '.join(missing)}.")
+        shard = join(chunks)
+        labels = shard["labels"]
+        out = {}
+        for row in rows:
             start = time.perf_counter()
-            result = self._run(decoded, skip_corrupt)
-            result["seconds"] = time.perf_counter() - start
-        result["worker"] = self.describe()
-        return result
+            top5 = self.top5(row, shard["images"])
+            out[row] = {
+                "images": len(labels),
+                "top1": sum(int(t[0] == y) for t, y in zip(top5, labels)),
+                "top5": sum(int(y in t) for t, y in zip(top5, labels)),
+                "top5_classes": top5,
+                "seconds": time.perf_counter() - start,
+            }
+        return {
+            "rows": out,
+            "labels": labels,
+            "names": shard["names"],
+            "skipped": shard["skipped"],
+            "worker": self.describe(),
+        }
+
+    def top5(self, row, images):
+        """Top-5 class lists of uint8 `images` (n, 224, 224, 3) under `row`."""
+        import keras
+
+        classify, n, b = self.classifiers[row], len(images), self.batch_size
+        pending = []
+        for start in range(0, n, b):  # dispatch every batch, then wait: transfers overlap
+            batch = images[start : start + b]
+            if len(batch) < b:
+                batch = np.concatenate(
+                    [batch, np.zeros((b - len(batch), *batch.shape[1:]), "uint8")]
+                )
+            pending.append(classify(batch))
+        indices = [keras.ops.convert_to_numpy(p) for p in pending]
+        return np.concatenate(indices)[:n].tolist() if indices else []
 
     def describe(self):
-        """Where this worker runs (pid, node, accelerator ids, backend device) and its peak RSS."""
+        """Where this worker runs (pid, node, accelerator ids, backend device), its rows
+        and its peak RSS."""
         info = {
             "pid": os.getpid(),
             "backend": self.backend,
             "device": self.device,
+            "rows": list(self.specs),
             "peak_rss_mib": round(peak_rss_mib(), 1),
         }
         try:
@@ -83,82 +132,18 @@ class EvalWorker:
             pass
         return info
 
-    def _prefetch(self, items):
-        """Futures of decoded items in order, `window` ahead; yields them as they finish."""
-        pending = collections.deque()
-        it = iter(items)
-        for item in it:
-            pending.append((item, self.pool.submit(load, item)))
-            if len(pending) >= self.window:
-                break
-
-        def stream():
-            while pending:
-                item, future = pending.popleft()
-                for nxt in it:
-                    pending.append((nxt, self.pool.submit(load, nxt)))
-                    break
-                yield item, future
-
-        return stream()
-
-    def _run(self, decoded, skip_corrupt):
-        names, labels, top5, skipped = [], [], [], []
-        batch = []
-        for item, future in decoded:
-            try:
-                image, label, name = future.result()
-            except ImageError as exc:
-                if not skip_corrupt:
-                    raise
-                skipped.append([item.where, str(exc)])
-                continue
-            batch.append(image)
-            names.append(name)
-            labels.append(label)
-            if len(batch) == self.batch_size:
-                top5.extend(self._top5(batch))
-                batch = []
-        if batch:
-            top5.extend(self._top5(batch))
-        hits1 = sum(int(t[0] == y) for t, y in zip(top5, labels))
-        hits5 = sum(int(y in t) for t, y in zip(top5, labels))
-        return {
-            "images": len(labels),
-            "top1": hits1,
-            "top5": hits5,
-            "names": names,
-            "labels": labels,
-            "top5_classes": top5,
-            "skipped": skipped,
-        }
-
-    def _top5(self, images):
-        x = np.zeros((self.batch_size, IMAGE_SIZE, IMAGE_SIZE, 3), dtype="uint8")
-        x[: len(images)] = np.stack(images)
-        logits = np.asarray(self._predict(x))[: len(images)]
-        return np.argsort(-logits, axis=1, kind="stable")[:, :TOP_K].tolist()
-
-    def _predict(self, x_uint8):
-        from hrnet_keras import preprocess_input
-
-        return self.forward(preprocess_input(x_uint8, data_format="channels_last"))
-
-    def _ensure_model(self, spec):
-        if spec == self.spec:
-            return
+    def _classifier(self, spec):
+        """`f(uint8 batch) -> top-5 indices` of row `spec`, not yet compiled."""
         import keras
 
         import hrnet_keras
         from hrnet_keras.inference import optimize_for_inference
 
-        self.forward = self.spec = None
         if spec.weights is not None and not os.path.isfile(spec.weights):
             raise WorkerError(
                 f"Weights file {spec.weights} is not readable on this worker's node: "
                 "--weights-dir must be at the same path on every node."
             )
-        begin = time.perf_counter()
         if spec.weights is None:
             keras.utils.set_random_seed(spec.seed)
         model = hrnet_keras.create_model(
@@ -167,15 +152,13 @@ class EvalWorker:
             input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
             classifier_activation=None,
         )
-        self.forward, self.spec = optimize_for_inference(model), spec
-        del model
-        self._predict(np.zeros((self.batch_size, IMAGE_SIZE, IMAGE_SIZE, 3), dtype="uint8"))
-        self.device = _device_name()
-        print(
-            f"worker pid {os.getpid()}: {spec.name} ready on {self.device} "
-            f"({self.backend}, batch {self.batch_size}) in {time.perf_counter() - begin:.1f} s",
-            flush=True,
-        )
+        return optimize_for_inference(model, from_uint8=True, top_k=TOP_K, to_numpy=False)
+
+    def _warm_up(self, classify):
+        import keras
+
+        batch = np.zeros((self.batch_size, IMAGE_SIZE, IMAGE_SIZE, 3), dtype="uint8")
+        keras.ops.convert_to_numpy(classify(batch))
 
 
 def peak_rss_mib():
@@ -184,9 +167,7 @@ def peak_rss_mib():
     import sys
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return (
-        peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
-    )  # bytes on macOS, KiB on Linux
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024  # bytes on macOS
 
 
 def _device_name():
