@@ -2,14 +2,24 @@
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
+import zlib
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from hrnet_eval.data import DataError, load_dataset, read_labels, shards, tfds_labels_file
+from hrnet_eval.data import (
+    DataError,
+    Item,
+    load_dataset,
+    read_labels,
+    shards,
+    tfds_labels_file,
+)
 from hrnet_eval.images import ImageError, load
 from hrnet_eval.tfrecord import parse_example
 from hrnet_keras.preprocessing import imagenet_classes
@@ -233,6 +243,30 @@ def test_corrupt_images_raise_naming_the_file(layouts, tmp_path):
     (item,) = load_dataset(tmp_path / "ILSVRC2012_img_val.tar").items
     with pytest.raises(ImageError, match=r"ILSVRC2012_img_val.tar\[ILSVRC2012_val_00000005.JPEG\]"):
         load(item)
+
+
+def test_bombs_and_extreme_aspect_ratios_are_image_errors(tmp_path):
+    """Refused from the header before any resize, named, as ImageErrors (so --skip-corrupt
+    skips them): a PNG header claiming 100000x100000 pixels, a 1x8000 JPEG, the JPEG in a tar."""
+    bomb = tmp_path / "bomb.png"
+    Image.new("RGB", (1, 1)).save(bomb)
+    data = bytearray(bomb.read_bytes())
+    data[16:24] = struct.pack(">II", 100_000, 100_000)  # IHDR width, height; then its CRC
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    bomb.write_bytes(bytes(data))
+    strip = tmp_path / "ILSVRC2012_val_00000001.JPEG"
+    Image.new("RGB", (1, 8000), (9, 9, 9)).save(strip)
+    with tarfile.open(tmp_path / "ILSVRC2012_img_val.tar", "w") as tar:
+        tar.add(strip, arcname=strip.name)
+    (in_tar,) = load_dataset(tmp_path / "ILSVRC2012_img_val.tar").items
+    cases = [
+        (Item(name=bomb.name, label=0, source=str(bomb)), f"{bomb}: Image size"),
+        (Item(name=strip.name, label=0, source=str(strip)), f"{strip}: 1x8000 pixels exceed"),
+        (in_tar, rf"ILSVRC2012_img_val.tar\[{strip.name}\]: 1x8000 pixels exceed"),
+    ]
+    for item, message in cases:
+        with pytest.raises(ImageError, match=f"^Refusing image .*{message}"):
+            load(item)
 
 
 def _len_field(number, payload):
