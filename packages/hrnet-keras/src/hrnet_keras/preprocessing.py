@@ -15,10 +15,11 @@ STD = np.asarray(TEST_PIPELINE["std_rgb_0_255"], dtype="float32")
 MAX_ASPECT_RATIO = 20
 """Long edge / short edge above which `load_image` refuses an image, before decoding it.
 
-The short-edge resize makes the long edge `resize * ratio` pixels: a 1x8000 image would become
-256x2048000 pixels (1.5 GB of RGB). Images within the caps go through the pipeline unchanged. The other
-cap is Pillow's own `PIL.Image.MAX_IMAGE_PIXELS` (decompression bombs), read at each call:
-`load_image` refuses images above it, where Pillow itself only warns below twice the limit.
+The short-edge resize makes the long edge `resize * ratio` pixels: a 1x8000 image would
+become 256x2048000 pixels (1.5 GB of RGB). Images within the caps go through the pipeline
+unchanged. The other cap is Pillow's own `PIL.Image.MAX_IMAGE_PIXELS` (decompression bombs),
+read at each call: `load_image` refuses images above it, where Pillow itself only warns
+below twice the limit.
 """
 
 
