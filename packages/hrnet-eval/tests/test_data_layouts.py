@@ -2,15 +2,26 @@
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
+import zlib
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from hrnet_eval.data import DataError, load_dataset, read_labels, shards, tfds_labels_file
-from hrnet_eval.images import ImageError, load, parse_example
+from hrnet_eval.data import (
+    DataError,
+    Item,
+    load_dataset,
+    read_labels,
+    shards,
+    tfds_labels_file,
+)
+from hrnet_eval.images import ImageError, load
+from hrnet_eval.tfrecord import parse_example
 from hrnet_keras.preprocessing import imagenet_classes
 from ray_head import python_env
 
@@ -75,10 +86,12 @@ def test_class_folders_flat_and_tar_agree(layouts):
     assert "labels 50000 images" in flat.notes[0]
 
 
-def test_prepared_tfds_data_dir_matches_the_tar(layouts, tmp_path):
-    """tensorflow-datasets' own builder prepares imagenet2012 from the tar; its records
-    (read without TensorFlow) hold the same images and labels."""
-    root, names, truth = layouts
+@pytest.fixture(scope="module")
+def tfds_dir(layouts, tmp_path_factory):
+    """tensorflow-datasets' own builder prepares imagenet2012 from the tar (TensorFlow writes
+    the records and their checksums)."""
+    root, _, _ = layouts
+    data_dir = tmp_path_factory.mktemp("tfds")
     script = (
         "import sys, tensorflow_datasets as tfds\n"
         "from tensorflow_datasets.core.utils import gcs_utils\n"
@@ -87,13 +100,19 @@ def test_prepared_tfds_data_dir_matches_the_tar(layouts, tmp_path):
         "b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=sys.argv[2]))\n"
     )
     subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "tfds"), str(root / "manual")],
+        [sys.executable, "-c", script, str(data_dir), str(root / "manual")],
         check=True,
         env=python_env(),
         capture_output=True,
         timeout=300,
     )
-    prepared = load_dataset(tmp_path / "tfds")
+    return data_dir
+
+
+def test_prepared_tfds_data_dir_matches_the_tar(layouts, tfds_dir):
+    """The prepared records (read without TensorFlow) hold the same images and labels."""
+    root, names, truth = layouts
+    prepared = load_dataset(tfds_dir)
     assert prepared.layout == "tfds data_dir" and len(prepared) == len(names)
     from_tar = decoded(load_dataset(root / "manual"))
     from_records = decoded(prepared)
@@ -102,6 +121,50 @@ def test_prepared_tfds_data_dir_matches_the_tar(layouts, tmp_path):
         expected_label, expected_pixels = from_tar[name]
         assert label == expected_label == truth[names.index(name)]
         assert np.array_equal(pixels, expected_pixels)
+
+
+def _damaged_copy(tfds_dir, dst, position_of, xor=0x01):
+    """A copy of the prepared records in `dst` with one byte flipped; its items."""
+    (record_file,) = (p for p in tfds_dir.rglob("*.tfrecord-*") if p.is_file())
+    copy = dst / record_file.name
+    shutil.copyfile(record_file, copy)
+    items = load_dataset(dst).items
+    data = bytearray(copy.read_bytes())
+    data[position_of(items[2])] ^= xor
+    copy.write_bytes(bytes(data))
+    return copy, items
+
+
+def test_corrupt_record_byte_is_named(tfds_dir, tmp_path):
+    """A flipped byte in a record's data: that record fails its CRC32C check, named by file
+    and byte; the others still load."""
+    copy, items = _damaged_copy(tfds_dir, tmp_path, lambda i: i.offset + i.length // 2)
+    with pytest.raises(
+        ImageError, match=f"{copy}: the record at byte {items[2].offset} fails its CRC32C check"
+    ):
+        load(items[2])
+    assert load(items[1])[0].shape == load(items[3])[0].shape == (224, 224, 3)
+
+
+def test_bad_crc_is_named(tfds_dir, tmp_path):
+    """Intact data under a wrong stored checksum is refused too; a wrong header checksum
+    stops the data set's indexing, naming the file and the header's byte."""
+    data_crc = tmp_path / "data_crc"
+    data_crc.mkdir()
+    copy, items = _damaged_copy(tfds_dir, data_crc, lambda i: i.offset + i.length)
+    with pytest.raises(
+        ImageError, match=f"{copy}: the record at byte {items[2].offset} fails its CRC32C check"
+    ):
+        load(items[2])
+    header_crc = tmp_path / "header_crc"
+    header_crc.mkdir()
+    copy, items = _damaged_copy(tfds_dir, header_crc, lambda i: i.offset - 1)
+    with pytest.raises(DataError) as info:
+        load_dataset(header_crc)
+    assert str(info.value) == (
+        f"{copy}: the TFRecord header at byte {items[2].offset - 12} fails its CRC32C check "
+        "(the file is damaged: prepare or download it again)."
+    )
 
 
 def test_labels_file_formats(layouts, tmp_path):
@@ -180,6 +243,30 @@ def test_corrupt_images_raise_naming_the_file(layouts, tmp_path):
     (item,) = load_dataset(tmp_path / "ILSVRC2012_img_val.tar").items
     with pytest.raises(ImageError, match=r"ILSVRC2012_img_val.tar\[ILSVRC2012_val_00000005.JPEG\]"):
         load(item)
+
+
+def test_bombs_and_extreme_aspect_ratios_are_image_errors(tmp_path):
+    """Refused from the header before any resize, named, as ImageErrors (so --skip-corrupt
+    skips them): a PNG header claiming 100000x100000 pixels, a 1x8000 JPEG, the JPEG in a tar."""
+    bomb = tmp_path / "bomb.png"
+    Image.new("RGB", (1, 1)).save(bomb)
+    data = bytearray(bomb.read_bytes())
+    data[16:24] = struct.pack(">II", 100_000, 100_000)  # IHDR width, height; then its CRC
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    bomb.write_bytes(bytes(data))
+    strip = tmp_path / "ILSVRC2012_val_00000001.JPEG"
+    Image.new("RGB", (1, 8000), (9, 9, 9)).save(strip)
+    with tarfile.open(tmp_path / "ILSVRC2012_img_val.tar", "w") as tar:
+        tar.add(strip, arcname=strip.name)
+    (in_tar,) = load_dataset(tmp_path / "ILSVRC2012_img_val.tar").items
+    cases = [
+        (Item(name=bomb.name, label=0, source=str(bomb)), f"{bomb}: Image size"),
+        (Item(name=strip.name, label=0, source=str(strip)), f"{strip}: 1x8000 pixels exceed"),
+        (in_tar, rf"ILSVRC2012_img_val.tar\[{strip.name}\]: 1x8000 pixels exceed"),
+    ]
+    for item, message in cases:
+        with pytest.raises(ImageError, match=f"^Refusing image .*{message}"):
+            load(item)
 
 
 def _len_field(number, payload):

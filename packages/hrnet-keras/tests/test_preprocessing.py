@@ -1,9 +1,13 @@
+import struct
+import warnings
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from hrnet_keras import decode_predictions, load_image, preprocess_input
-from hrnet_keras.preprocessing import center_crop, imagenet_classes
+from hrnet_keras.preprocessing import MAX_ASPECT_RATIO, center_crop, imagenet_classes
 
 
 def _write(path, w, h, seed=0):
@@ -38,6 +42,51 @@ def test_corrupt_image_fails_naming_the_file(tmp_path):
     bad.write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
     with pytest.raises(ValueError, match="broken.JPEG"):
         load_image(bad)
+
+
+def png_claiming(path, width, height):
+    """A 1x1 PNG whose header (IHDR, checksum valid) claims width x height: a bomb's header."""
+    Image.new("RGB", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    assert data[12:16] == b"IHDR"
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_decompression_bombs_are_refused_before_decoding(tmp_path):
+    limit = Image.MAX_IMAGE_PIXELS
+    # Above twice the limit Pillow raises DecompressionBombError (not an OSError).
+    bomb = png_claiming(tmp_path / "bomb.png", 100_000, 100_000)
+    with pytest.raises(ValueError, match=f"^Refusing image {bomb}: Image size .* exceeds limit"):
+        load_image(bomb)
+    # Between the limit and twice it Pillow only warns: refused too, from the header alone
+    # (decoding this 1x1 file would fail otherwise).
+    side = int((1.5 * limit) ** 0.5)
+    warned = png_claiming(tmp_path / "warned.png", side, side)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with pytest.raises(
+            ValueError,
+            match=rf"^Refusing image {warned}: {side}x{side} is {side * side} pixels, above "
+            rf"Pillow's limit of {limit} \(PIL.Image.MAX_IMAGE_PIXELS",
+        ):
+            load_image(warned)
+
+
+def test_extreme_aspect_ratios_are_refused_before_resizing(tmp_path):
+    """A 1x8000 JPEG would be resized to 256x2048000; 20:1 and less load as before."""
+    assert MAX_ASPECT_RATIO == 20
+    for w, h in [(1, 8000), (8000, 1), (10, 201)]:
+        path = _write(tmp_path / f"{w}x{h}.jpg", w, h)
+        with pytest.raises(
+            ValueError, match=rf"^Refusing image {path}: {w}x{h} pixels exceed the aspect ratio"
+        ):
+            load_image(path)
+    for w, h in [(10, 200), (200, 10)]:
+        img = load_image(_write(tmp_path / f"{w}x{h}.jpg", w, h))
+        assert img.shape == (224, 224, 3)
 
 
 def test_preprocess_input_normalises_both_layouts():
@@ -87,7 +136,9 @@ def _sample_photos(tmp_path):
     paths = [os.path.join(root, name) for name in SAMPLE_PHOTOS]
     # and a JPEG of a size whose crop offsets round (ImageNet's 500x375 is common)
     Image.open(paths[3]).convert("RGB").resize((500, 375)).save(tmp_path / "cat.JPEG", quality=92)
-    return paths + [str(tmp_path / "cat.JPEG")]
+    # and one at the aspect ratio cap (20:1), which must go through the pipeline unchanged
+    Image.open(paths[3]).convert("RGB").resize((12, 240)).save(tmp_path / "strip.png")
+    return paths + [str(tmp_path / "cat.JPEG"), str(tmp_path / "strip.png")]
 
 
 def test_pipeline_equals_mmpretrain_on_real_photos(tmp_path):

@@ -15,9 +15,10 @@ import hashlib
 import importlib.util
 import os
 import re
-import struct
 import tarfile
 from pathlib import Path
+
+from hrnet_eval import tfrecord
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 FLAT_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
@@ -311,21 +312,8 @@ def _from_tfrecords(files):
 
 
 def tfrecord_index(path):
-    """(offset, length) of each record's payload in a TFRecord file (headers only)."""
-    out = []
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        pos = 0
-        while pos < size:
-            header = f.read(12)  # uint64 length, uint32 masked crc
-            if len(header) < 12:
-                raise DataError(
-                    f"{path} is truncated at byte {pos} (not a complete TFRecord file)."
-                )
-            (length,) = struct.unpack("<Q", header[:8])
-            out.append((pos + 12, length))
-            pos += 12 + length + 4
-            f.seek(pos)
-    if pos != size:
-        raise DataError(f"{path} is truncated (a record runs past the end of the file).")
-    return out
+    """(offset, length) of each record's data in a TFRecord file (headers only, checked)."""
+    try:
+        return tfrecord.index(path)
+    except tfrecord.RecordError as exc:
+        raise DataError(str(exc)) from None

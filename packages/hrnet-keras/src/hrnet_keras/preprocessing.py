@@ -12,6 +12,16 @@ CROP_SIZE = TEST_PIPELINE["center_crop"]
 MEAN = np.asarray(TEST_PIPELINE["mean_rgb_0_255"], dtype="float32")
 STD = np.asarray(TEST_PIPELINE["std_rgb_0_255"], dtype="float32")
 
+MAX_ASPECT_RATIO = 20
+"""Long edge / short edge above which `load_image` refuses an image, before decoding it.
+
+The short-edge resize makes the long edge `resize * ratio` pixels: a 1x8000 image would
+become 256x2048000 pixels (1.5 GB of RGB). Images within the caps go through the pipeline
+unchanged. The other cap is Pillow's own `PIL.Image.MAX_IMAGE_PIXELS` (decompression bombs),
+read at each call: `load_image` refuses images above it, where Pillow itself only warns
+below twice the limit.
+"""
+
 
 def resize_short_edge(image, size=RESIZE_SHORT_EDGE):
     """Pillow bilinear resize so the short edge is `size` (mmpretrain's ResizeEdge)."""
@@ -41,17 +51,45 @@ def load_image(path, *, resize=RESIZE_SHORT_EDGE, crop=CROP_SIZE):
     """Read an image file as the table's test pipeline does: uint8 RGB HWC, 224x224.
 
     Decodes with Pillow (RGB), resizes the short edge to 256 (bilinear), crops
-    the center 224x224. Fails naming the file if it cannot be decoded.
+    the center 224x224. Fails with a one-line ValueError naming the file if it
+    cannot be decoded, or if its header gives a size beyond the caps (more pixels
+    than `PIL.Image.MAX_IMAGE_PIXELS`, an aspect ratio above `MAX_ASPECT_RATIO`).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            image.load()
-    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+        with Image.open(path) as image:  # reads the header only
+            refusal = _size_refusal(*image.size)
+            if refusal is None:
+                image = image.convert("RGB")
+                image.load()
+    except Image.DecompressionBombError as exc:  # above twice Pillow's limit; not an OSError
+        refusal = str(exc)
+    except Exception as exc:  # malformed files raise OSError, SyntaxError, ValueError, ...
         raise ValueError(f"Cannot decode image {path}: {exc}") from exc
+    if refusal is not None:
+        raise ValueError(f"Refusing image {path}: {refusal}")
     return center_crop(np.asarray(resize_short_edge(image, resize)), crop)
+
+
+def _size_refusal(width, height):
+    """Why an image of this size is refused, or None."""
+    from PIL import Image
+
+    if min(width, height) < 1:
+        return f"its size is {width}x{height} pixels."
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        return (
+            f"{width}x{height} is {width * height} pixels, above Pillow's limit of {limit} "
+            "(PIL.Image.MAX_IMAGE_PIXELS; a decompression bomb?)."
+        )
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        return (
+            f"{width}x{height} pixels exceed the aspect ratio cap of {MAX_ASPECT_RATIO}:1 "
+            "(hrnet_keras.preprocessing.MAX_ASPECT_RATIO)."
+        )
+    return None
 
 
 def preprocess_input(x, data_format=None):
