@@ -13,6 +13,21 @@ def get_command(name, weights_dir):
     return f"python -m hrnet_keras.convert --download {name} --out {weights_dir}"
 
 
+def tensor_shapes(path):
+    """{dataset name: shape} of every tensor in an HDF5 weights file (metadata only)."""
+    import h5py
+
+    shapes = {}
+
+    def visit(key, item):
+        if isinstance(item, h5py.Dataset):
+            shapes[key] = item.shape
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+    return shapes
+
+
 def resolve(name, weights_dir=None, *, allow_download=True):
     """The `ModelSpec` of row `name`: its NAME.weights.h5 in `weights_dir` (the
     hrnet-keras cache by default), converting a .pth found there (sha256-checked)
@@ -45,10 +60,13 @@ def resolve(name, weights_dir=None, *, allow_download=True):
             ) from None
     try:
         _, source_sha256 = recorded_source(converted)
-    except OSError as exc:
+        if not tensor_shapes(converted):
+            raise OSError("it holds no tensors")
+    except (OSError, KeyError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(
-            f"{converted} is not a readable Keras weights file (truncated or corrupted? {exc}). "
-            f"Convert it again: {get_command(name, weights_dir)}"
+            f"{converted} is not a readable Keras weights file (truncated or corrupted? "
+            f"{reason[:200]}). Convert it again: {get_command(name, weights_dir)}"
         ) from None
     return ModelSpec(
         name=name,

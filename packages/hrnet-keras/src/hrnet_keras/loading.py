@@ -40,45 +40,50 @@ def load_weights(model, weights, name):
     """Load `weights` ("imagenet", a row name or a file) into `model`, built for row `name`."""
     path = os.fspath(resolve_weights(weights, name))
     if path.endswith(".keras"):
-        _copy_weights(_read_keras(path), model, path)
+        _copy_weights(_read_keras(path, name), model, path)
     elif path.endswith(".weights.h5"):
         if layer_name("head.fc") in {layer.name for layer in model.layers}:
-            _read_weights_h5(model, path)
+            _read_weights_h5(model, path, name)
         else:  # headless: read into a full classifier, then copy by layer name
             full = network.classifier(name)
-            _read_weights_h5(full, path)
+            _read_weights_h5(full, path, name)
             _copy_weights(full, model, path)
     else:
         load_checkpoint_into(model, path, name)
 
 
-def _damaged(path, exc):
-    kind = "Keras model" if path.endswith(".keras") else "Keras weights file"
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def _damaged(path, exc, name):
+    keras_model = path.endswith(".keras")
+    kind = "Keras model" if keras_model else "Keras weights file"
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
+    command = (
+        f"python -m hrnet_keras.convert --download {name} --out {os.path.dirname(path) or '.'}"
+    )
     return WeightsFileError(
         f"{path} is not a readable {kind} (truncated or corrupted? {type(exc).__name__}: "
-        f"{reason[:200]}). Copy it again or convert it again: python -m hrnet_keras.convert"
+        f"{reason[:200]}). Copy it again, or convert it again: {command}"
+        + (" --keras" if keras_model else "")
     )
 
 
-def _read_keras(path):
+def _read_keras(path, name):
     import keras
 
     try:
         zipfile.ZipFile(path).close()  # Keras reports a truncated zip as "File not found"
         return keras.models.load_model(path, compile=False)
     except (zipfile.BadZipFile, OSError, KeyError, ValueError, TypeError) as exc:
-        raise _damaged(path, exc) from None
+        raise _damaged(path, exc, name) from None
 
 
-def _read_weights_h5(model, path):
+def _read_weights_h5(model, path, name):
     import h5py
 
     try:
         h5py.File(path, "r").close()
         model.load_weights(path)
     except (OSError, KeyError, RuntimeError) as exc:
-        raise _damaged(path, exc) from None
+        raise _damaged(path, exc, name) from None
     except ValueError as exc:
         raise WeightsFileError(
             f"{path} does not fit {model.name} ({str(exc).strip().splitlines()[0][:200]}); "

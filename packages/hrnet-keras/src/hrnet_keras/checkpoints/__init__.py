@@ -61,7 +61,8 @@ def load_checkpoint_into(model, path, arch_name):
         layout, state = to_mmcls(state)
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    assign_state(model, state, source=path, expected_width=get_arch(arch_name).width)
+    width = get_arch(arch_name).width
+    assign_state(model, state, source=path, expected_width=width, release=True)
     return LoadedCheckpoint(path=path, layout=layout, sha256=sha256)
 
 
