@@ -111,7 +111,9 @@ def main(argv=None):
         "--out", default=None, help=f"output folder (default: the cache, {cache_dir()})"
     )
     parser.add_argument(
-        "--keras", action="store_true", help="also write NAME.keras (needs about 1.5x more memory)"
+        "--keras",
+        action="store_true",
+        help="also write NAME.keras (Keras holds it in memory while writing)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

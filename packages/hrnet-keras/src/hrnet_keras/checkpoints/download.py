@@ -40,11 +40,11 @@ def announced_size(url):
 def download(url, dest, *, sha256_prefix=None, progress=True):
     """Fetch `url` to `dest` with torch.hub (temp file, then rename); return dest.
 
-    A sha256 prefix mismatch, a connection cut (a file shorter than the size
-    announced by a HEAD request) or a failed request raises `DownloadError`
-    and leaves no file, neither `dest` nor a partial one.
+    A sha256 prefix mismatch, a connection cut (without a prefix: a file
+    shorter than the size a HEAD request announces) or a failed request raises
+    `DownloadError` and leaves no file, neither `dest` nor a partial one.
     """
-    size = announced_size(url)
+    size = None if sha256_prefix else announced_size(url)
     with atomic_write(dest) as tmp:
         _fetch(url, tmp, sha256_prefix, progress)
         received = tmp.stat().st_size
