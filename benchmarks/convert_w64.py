@@ -88,7 +88,9 @@ def main():
     load_s = time.perf_counter() - t0
 
     print(f"backend            {keras.backend.backend()}")
-    print(f"code               {args.code}")
+    code = Path(args.code).resolve()
+    here = HERE.parent.resolve()
+    print(f"code               {code.relative_to(here) if code.is_relative_to(here) else code}")
     print(f"checkpoint         {size / 2**20:.0f} MiB")
     print(f"torch.load         {load_s:.2f} s (reference)")
     for mode in args.modes:

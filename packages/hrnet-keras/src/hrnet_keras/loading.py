@@ -14,39 +14,37 @@ from hrnet_keras.blocks import layer_name
 from hrnet_keras.checkpoints import CheckpointError, load_checkpoint_into
 from hrnet_keras.configs import PRESETS, get_preset
 
-KERAS_SUFFIXES = (".weights.h5", ".keras")
-
 
 class WeightsFileError(ValueError):
     """A `.weights.h5` / `.keras` file that cannot be read; the message names it."""
 
 
 def resolve_weights(weights, name):
-    """The file that `weights` ("imagenet", a row name or a path) stands for.
+    """(file, row) that `weights` ("imagenet", a row name or a path) stands for.
 
     Row names resolve to the converted `.weights.h5` in the cache, converting
-    the published checkpoint on first use.
+    the published checkpoint on first use (imported here: `convert` builds
+    models, and `python -m hrnet_keras.convert` must not be imported twice).
     """
     from hrnet_keras.convert import ensure_converted
 
-    if weights == "imagenet":
-        weights = name
-    if isinstance(weights, str) and weights in PRESETS:
-        return ensure_converted(weights)
-    return os.fspath(weights)
+    row = name if weights == "imagenet" else weights
+    if isinstance(row, str) and row in PRESETS:
+        return os.fspath(ensure_converted(row)), row
+    return os.fspath(weights), name
 
 
 def load_weights(model, weights, name):
     """Load `weights` ("imagenet", a row name or a file) into `model`, built for row `name`."""
-    path = os.fspath(resolve_weights(weights, name))
+    path, row = resolve_weights(weights, name)
     if path.endswith(".keras"):
-        _copy_weights(_read_keras(path, name), model, path)
+        _copy_weights(_read_keras(path, row), model, path)
     elif path.endswith(".weights.h5"):
         if layer_name("head.fc") in {layer.name for layer in model.layers}:
-            _read_weights_h5(model, path, name)
+            _read_weights_h5(model, path, row)
         else:  # headless: read into a full classifier, then copy by layer name
             full = network.classifier(name)
-            _read_weights_h5(full, path, name)
+            _read_weights_h5(full, path, row)
             _copy_weights(full, model, path)
     else:
         load_checkpoint_into(model, path, name)
