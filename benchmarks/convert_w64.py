@@ -48,6 +48,39 @@ maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print("RESULT " + json.dumps({"code": code, "seconds": seconds, "base": base,
                                "peak": max(peak[0], maxrss)}))
 """
+# The conversion's steps one by one (this checkout's API), RSS growth after each.
+STEPS = r"""
+import gc, sys, threading, time
+import torchvision  # torch stack before TensorFlow
+import keras, psutil
+from hrnet_keras import network
+from hrnet_keras.checkpoints.keymap import assign_state
+from hrnet_keras.checkpoints.layouts import to_mmcls
+from hrnet_keras.checkpoints.reader import read_state_dict
+keras.Variable(0.0)
+proc = psutil.Process()
+base = proc.memory_info().rss
+peak = [base]
+stop = threading.Event()
+def sample():
+    while not stop.wait(0.01):
+        peak[0] = max(peak[0], proc.memory_info().rss)
+threading.Thread(target=sample, daemon=True).start()
+t0 = time.perf_counter()
+def step(what):
+    now = proc.memory_info().rss
+    print(f"  {what:<24}{time.perf_counter() - t0:6.2f} s   RSS +{(now - base) / 2**20:5.0f} MiB"
+          f"   peak +{(max(peak[0], now) - base) / 2**20:5.0f} MiB", flush=True)
+model = network.classifier("hrnet-w64", classifier_activation="softmax")
+step("build Keras model")
+state = to_mmcls(read_state_dict(sys.argv[1]))[1]
+step("torch.load")
+assign_state(model, state, release=sys.argv[2] == "release")
+del state; gc.collect()
+step(f"assign ({sys.argv[2]})")
+model.save_weights(sys.argv[3])
+step("save .weights.h5")
+"""
 
 
 def run_child(code_root, ckpt, out, extra):
@@ -74,6 +107,9 @@ def main():
         "--code",
         default=str(HERE.parent / "packages" / "hrnet-keras" / "src"),
         help="folder holding the hrnet_keras package to measure (default: this checkout's)",
+    )
+    parser.add_argument(
+        "--steps", action="store_true", help="also time the steps one by one (this checkout)"
     )
     parser.add_argument(
         "--modes", nargs="+", default=["default", "keras"], choices=["default", "keras"]
@@ -108,6 +144,14 @@ def main():
             f"  (goal <= 3x; RSS at start {result['base'] / 2**20:.0f} MiB)",
             flush=True,
         )
+    if args.steps:
+        env = dict(os.environ, PYTHONPATH=str(HERE.parent / "packages" / "hrnet-keras" / "src"))
+        for release in ("keep", "release"):
+            print(f"steps, checkpoint tensors kept until the end / released as assigned: {release}")
+            out = work / f"steps-{release}.weights.h5"
+            argv = [sys.executable, "-c", STEPS, str(ckpt), release, str(out)]
+            lines = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+            print("\n".join(x for x in lines.stdout.splitlines() if x.startswith("  ")))
     shutil.rmtree(work)
 
 
