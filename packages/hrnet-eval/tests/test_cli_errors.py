@@ -236,5 +236,6 @@ def test_truncated_weights_are_named_before_the_cluster_starts(capsys, tmp_path,
         tmp_path / "out",
     )
     assert code == 1 and len(err) == 1, err
-    assert err[0].startswith(f"error: Weights file {path} of hrnet-w18 is truncated")
-    assert "convert again" in err[0] and "cluster" not in out
+    assert err[0].startswith(f"error: {path} is not a readable Keras weights file (truncated")
+    assert "Convert it again: python -m hrnet_keras.convert --download hrnet-w18" in err[0]
+    assert "cluster" not in out

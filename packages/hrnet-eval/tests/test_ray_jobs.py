@@ -109,10 +109,15 @@ def test_job_reproduces_reference_counts(ray_head, image_set, tmp_path, compile_
         "param_count",
         "crop_pct",
         "interpolation",
+        "weights",
+        "source_sha256",
     ]
     assert {r["model"] for r in table} == {W18, SSLD}
     markdown = (out / "results.md").read_text()
-    assert "| HRNet-W18\\* | 21.30 | 4.33 | 76.75 |" in markdown
+    # Reference weights saved by the test, not the published file: never shown as the table.
+    assert "| HRNet-W18\\* (**unpublished weights**) | 21.30 | 4.33 | 76.75 |" in markdown
+    assert row["published_weights"] is False
+    assert "unpublished weights, source not recorded" in markdown
     assert f"| {row['top1']:.2f} | {row['top1'] - 76.75:+.2f} |" in markdown
     assert "HRNet-W18 (ssld)\\*" in markdown
 

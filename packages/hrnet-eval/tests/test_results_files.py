@@ -6,7 +6,16 @@ import json
 import pytest
 
 from hrnet_eval import results
+from hrnet_eval.demo import random_spec
 from hrnet_eval.progress import Progress
+from hrnet_eval.spec import ModelSpec
+
+W18_SHA = "0c10b180" + "1" * 56  # the published prefix of hrnet-w18
+SSLD_SHA = "455f69ea" + "2" * 56
+
+
+def spec(name, path, source_sha256=None, published=False):
+    return ModelSpec(name, path, "sha256:ab", source_sha256=source_sha256, published=published)
 
 
 def record(start, end, top1, top5, seconds=2.0, skipped=()):
@@ -37,8 +46,18 @@ def rows():
     w18 = [record(0, 25000, 19190, 23360, 10.0), record(25000, 50000, 19185, 23360, 15.0)]
     ssld = [record(0, 3, 2, 3, 1.0, skipped=[("/data/val/n1/x.JPEG", "Cannot decode image x")])]
     return [
-        results.make_row("hrnet-w18", w18, backend="jax", weights="/w/hrnet-w18.weights.h5"),
-        results.make_row("hrnet-w18-ssld", ssld, backend="jax", weights="/w/ssld.weights.h5"),
+        results.make_row(
+            "hrnet-w18",
+            w18,
+            backend="jax",
+            spec=spec("hrnet-w18", "/w/hrnet-w18.weights.h5", W18_SHA, published=True),
+        ),
+        results.make_row(
+            "hrnet-w18-ssld",
+            ssld,
+            backend="jax",
+            spec=spec("hrnet-w18-ssld", "/w/ssld.weights.h5", SSLD_SHA, published=True),
+        ),
     ]
 
 
@@ -85,6 +104,8 @@ def test_result_files(rows, tmp_path):
         "param_count",
         "crop_pct",
         "interpolation",
+        "weights",
+        "source_sha256",
     ]
     assert table[1] == [
         "hrnet-w18",
@@ -96,6 +117,8 @@ def test_result_files(rows, tmp_path):
         "21.30",
         "0.875",
         "bilinear",
+        "published",
+        W18_SHA,
     ]
     text = md.read_text()
     assert (
@@ -106,9 +129,34 @@ def test_result_files(rows, tmp_path):
     assert "| HRNet-W18 (ssld)\\* | 21.30 | 4.33 | 81.06 | 100.00 | +18.94 |" in text
     assert "hrnet-w18-ssld: 1 skipped; denominator 2 images" in text
     assert "`/data/val/n1/x.JPEG`: Cannot decode image x" in text
-    assert "MEAN NOTHING" not in text
+    assert "MEAN NOTHING" not in text and "unpublished" not in text.lower()
     demo = results.markdown(rows, {**META, "banner": "DEMO ... MEAN NOTHING"})
     assert demo.startswith("```\nDEMO ... MEAN NOTHING\n```")
+
+
+@pytest.mark.parametrize(
+    "row_spec, note",
+    [
+        (spec("hrnet-w18", "/w/mine.weights.h5", "9" * 64), "source sha256 " + "9" * 64),
+        (spec("hrnet-w18", "/w/old.weights.h5"), "source not recorded"),
+        (random_spec("hrnet-w18"), "random init (keras-init-seed-0)"),
+    ],
+    ids=["other-source", "not-recorded", "random"],
+)
+def test_rows_not_from_the_published_file_say_so_everywhere(tmp_path, row_spec, note):
+    records = [record(0, 100, 77, 93)]
+    row = results.make_row("hrnet-w18", records, backend="jax", spec=row_spec)
+    md, js, cs = results.write(tmp_path, [row], META)
+    text = md.read_text()
+    assert "| HRNet-W18\\* (**unpublished weights**) | 21.30 |" in text
+    assert f"- hrnet-w18: unpublished weights, {note}" in text
+    model = json.loads(js.read_text())["models"][0]
+    assert model["published_weights"] is False and model["source_sha256"] == row_spec.source_sha256
+    with open(cs) as f:
+        table = list(csv.reader(f))
+    assert table[1][-2:] == ["unpublished", row_spec.source_sha256 or ""]
+    (line,) = results.summary_lines([row])
+    assert line.endswith(f"; UNPUBLISHED weights, {note}")
 
 
 def test_progress_lines_give_rate_and_eta():

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 import hrnet_keras
@@ -38,3 +39,28 @@ def test_preset_file_name_carries_its_sha256_prefix(name):
     assert preset.filename.endswith(f"-{preset.sha256_prefix}.pth")
     assert len(preset.sha256_prefix) == 8
     assert preset.keras_weights == f"{name}.weights.h5"
+
+
+def test_manifest_is_generated_from_the_presets():
+    from pathlib import Path
+
+    from hrnet_keras import configs
+
+    manifest = Path(__file__).resolve().parents[3] / "weights" / "manifest.json"
+    assert (
+        manifest.read_text() == configs.manifest_text()
+    ), f"{manifest} is out of date; regenerate it: {configs.GENERATE}"
+
+
+def test_test_pipeline_is_the_tables():
+    from hrnet_keras import complexity, preprocessing
+    from hrnet_keras.configs import TEST_PIPELINE
+
+    assert (TEST_PIPELINE.resize_short_edge, TEST_PIPELINE.crop) == (256, 224)
+    assert TEST_PIPELINE.crop_pct == 0.875 and TEST_PIPELINE.interpolation == "bilinear"
+    assert TEST_PIPELINE.mean == (123.675, 116.28, 103.53)
+    assert TEST_PIPELINE.std == (58.395, 57.12, 57.375)
+    # every reader takes the values from there
+    assert preprocessing.RESIZE_SHORT_EDGE == 256 and preprocessing.CROP_SIZE == 224
+    assert complexity.IMAGE_SIZE == 224
+    assert preprocessing.MEAN.tolist() == list(np.float32(TEST_PIPELINE.mean))

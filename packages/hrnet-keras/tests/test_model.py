@@ -63,3 +63,57 @@ def test_weight_layers_are_named_after_checkpoint_keys():
     assert "backbone__stage4__2__fuse_layers__0__3__0" in names  # 1x1 conv, branch 3 -> 0
     assert "backbone__stage4__2__fuse_layers__3__0__2__0" in names  # third stride-2 step
     assert "neck__0__downsample_layers__2__conv" in names
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"weights": "imagenet", "classes": 10}, "needs classes=1000"),
+        ({"weights": "hrnet-w18-ssld", "classes": 10}, "needs classes=1000"),
+        ({"weights": "no/such/file.weights.h5"}, "neither a known row"),
+        ({"input_tensor": np.zeros((1, 64, 64, 3))}, "input_tensor must be a Keras tensor"),
+        ({"input_shape": (100, 64, 3)}, "multiples of 32"),
+        ({"input_shape": (64, 64, 4)}, "3 channels"),
+        ({"features_only": True, "pooling": "avg"}, "pooling must be None"),
+        ({"classes": 0}, "classes must be a positive integer"),
+    ],
+)
+def test_arguments_are_checked_before_building(kwargs, message, monkeypatch):
+    from hrnet_keras import network
+
+    def no_build(*args, **kw):
+        raise AssertionError("built before checking the arguments")
+
+    monkeypatch.setattr(network, "build", no_build)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        create_model("hrnet-w18", **kwargs)
+
+
+def test_input_tensor_may_be_an_intermediate_keras_tensor():
+    import keras
+
+    pixels = keras.Input((64, 64, 3), name="pixels")
+    x = keras.layers.Rescaling(1 / 255)(pixels)
+    model = create_model("hrnet-w18", input_tensor=x, include_top=False, pooling="avg")
+    assert model.input is pixels
+    assert model.output.shape == (None, 2048)
+
+
+def test_checkpoint_package_never_imports_the_model_builder():
+    """hrnet_keras.checkpoints reads, maps and assigns; building is model.py's and convert.py's."""
+    import ast
+    import pathlib
+
+    import hrnet_keras.checkpoints as checkpoints
+
+    builders = {"hrnet_keras.model", "hrnet_keras.network", "hrnet_keras.loading"}
+    builders |= {"hrnet_keras.convert", "hrnet_keras"}
+    for path in pathlib.Path(checkpoints.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                names = {a.name for a in node.names}
+            else:
+                continue
+            assert not names & builders, f"{path.name} imports {names & builders}"

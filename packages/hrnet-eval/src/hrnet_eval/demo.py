@@ -1,6 +1,5 @@
 """`--demo`: scikit-image's bundled photos in class folders, and seeded random weights."""
 
-import os
 import shutil
 from pathlib import Path
 
@@ -39,6 +38,8 @@ def photos_dir():
 
 def write_demo_data(dest):
     """Copy the photos into class folders under `dest` (the class-folder layout); returns dest."""
+    from hrnet_keras.files import atomic_write
+
     src = photos_dir()
     dest = Path(dest)
     for name, wnid in PHOTOS:
@@ -49,10 +50,8 @@ def write_demo_data(dest):
             )
         target = dest / wnid / name
         if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name("." + name)
-            shutil.copyfile(photo, tmp)
-            os.replace(tmp, target)
+            with atomic_write(target) as tmp:
+                shutil.copyfile(photo, tmp)
     return dest
 
 

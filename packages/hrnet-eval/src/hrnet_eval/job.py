@@ -1,14 +1,16 @@
 """One evaluation job: data, weights, plan against the shard store, dispatch, results."""
 
 import collections
+import dataclasses
 import datetime
 import hashlib
+import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
 from hrnet_eval import cluster, demo, results
-from hrnet_eval.checks import check_output, check_weights
 from hrnet_eval.data import DataError, load_dataset, shards
 from hrnet_eval.progress import Progress, format_duration
 from hrnet_eval.scheduler import Scheduler, row_groups
@@ -38,7 +40,8 @@ def unit_key(dataset, start, end, spec, backend):
         "files": content_stamp(dataset.items[start:end]),
         "weights": spec.key,
         "backend": backend,
-        "preprocessing": TEST_PIPELINE,
+        # As stored: JSON turns the pipeline's tuples into lists.
+        "preprocessing": json.loads(json.dumps(dataclasses.asdict(TEST_PIPELINE))),
     }
 
 
@@ -75,6 +78,20 @@ def plan(models, dataset, store, specs, backend, shard_size, skip_corrupt):
                 if mismatch:
                     redo[REASONS.get(mismatch, mismatch)] += 1
     return done, pending, keys, redo
+
+
+def check_output(output):
+    """Create folder `output` if missing and check that files can be written there."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output):
+            pass
+    except (FileExistsError, NotADirectoryError):
+        raise DataError(f"--output {output} is a file, not a folder: give a folder.") from None
+    except OSError as exc:
+        raise DataError(
+            f"--output {output} cannot be written ({exc.strerror}): give a writable folder."
+        ) from None
 
 
 def rows_per_worker(args, sizing, nodes_memory):
@@ -115,8 +132,6 @@ def run(args, out=print):
             m: resolve(m, args.weights_dir, allow_download=not args.no_download)
             for m in args.models
         }
-        for spec in specs.values():
-            check_weights(spec)
     out(f"data: {dataset.root} ({dataset.layout}), {len(dataset)} images", flush=True)
     for note in dataset.notes:
         out(f"note: {note}", flush=True)
@@ -150,10 +165,7 @@ def run(args, out=print):
         "banner": banner,
         "timing": timing,
     }
-    rows = [
-        results.make_row(m, done[m], backend=args.backend, weights=specs[m].weights or specs[m].key)
-        for m in args.models
-    ]
+    rows = [results.make_row(m, done[m], backend=args.backend, spec=specs[m]) for m in args.models]
     paths = results.write(output, rows, meta)
     for line in results.summary_lines(rows):
         out(line, flush=True)

@@ -3,18 +3,18 @@
 `seconds` of a row is worker time: the sum over its shards of the time a
 worker spent on the shard's images (model loading and compiling excluded), so
 `images_per_second` is the throughput of one worker on its share.
+
+A row whose weights are not the row's published checkpoint (converted from
+another file, converted before sources were recorded, or random) says
+"unpublished weights" in every file and in the log, with the source's sha256
+when the weights record it.
 """
 
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
-IMG_SIZE = 224
-CROP_PCT = 224 / 256  # short edge 256, center crop 224
-INTERPOLATION = "bilinear"
 CONFIG_URL = "https://github.com/open-mmlab/mmclassification/blob/master/configs/hrnet/{}"
 CSV_COLUMNS = (
     "model",
@@ -26,6 +26,8 @@ CSV_COLUMNS = (
     "param_count",
     "crop_pct",
     "interpolation",
+    "weights",
+    "source_sha256",
 )
 
 
@@ -41,9 +43,13 @@ def merge(records):
     return total
 
 
-def make_row(name, records, *, backend, weights):
-    """One row of results.json: measured figures beside the published ones."""
-    from hrnet_keras.configs import get_preset
+def make_row(name, records, *, backend, spec):
+    """One row of results.json: measured figures beside the published ones.
+
+    `spec` is the row's `ModelSpec`: which weights, and whether they are the
+    row's published checkpoint.
+    """
+    from hrnet_keras.configs import TEST_PIPELINE, get_preset
 
     preset = get_preset(name)
     total = merge(records)
@@ -61,17 +67,30 @@ def make_row(name, records, *, backend, weights):
         "published_top5": preset.top5,
         "params": preset.params,
         "flops": preset.flops,
-        "img_size": IMG_SIZE,
-        "crop_pct": CROP_PCT,
-        "interpolation": INTERPOLATION,
+        "img_size": TEST_PIPELINE.crop,
+        "crop_pct": TEST_PIPELINE.crop_pct,
+        "interpolation": TEST_PIPELINE.interpolation,
         "backend": backend,
-        "weights": weights,
+        "weights": spec.weights or spec.key,
+        "published_weights": spec.published,
+        "source_sha256": spec.source_sha256,
         "seconds": round(total["seconds"], 3),
         "images_per_second": round(images / total["seconds"], 2) if total["seconds"] else None,
         "worker_peak_rss_mib": max(
             filter(None, (r.get("worker", {}).get("peak_rss_mib") for r in records)), default=None
         ),
     }
+
+
+def weights_note(row):
+    """None for the row's published weights, else what the weights are instead."""
+    if row["published_weights"]:
+        return None
+    if row["source_sha256"]:
+        return f"unpublished weights, source sha256 {row['source_sha256']}"
+    if row["weights"].endswith(".weights.h5"):
+        return "unpublished weights, source not recorded"
+    return f"unpublished weights, random init ({row['weights']})"
 
 
 def display_name(name):
@@ -93,7 +112,7 @@ def _num(value):
 
 def markdown(rows, meta):
     """The seed's table with measured Top-1/Top-5 and the difference beside the published."""
-    from hrnet_keras.configs import get_preset
+    from hrnet_keras.configs import TEST_PIPELINE, get_preset
 
     out = []
     if meta.get("banner"):
@@ -102,7 +121,9 @@ def markdown(rows, meta):
         "# HRNet on ImageNet-1k: measured vs published",
         "",
         f"Data: `{meta['data']}` ({meta['layout']}), {meta['images']} images. "
-        f"Backend: {meta['backend']}. Test pipeline: short edge 256 (bilinear), center crop 224.",
+        f"Backend: {meta['backend']}. Test pipeline: short edge "
+        f"{TEST_PIPELINE.resize_short_edge} ({TEST_PIPELINE.interpolation}), "
+        f"center crop {TEST_PIPELINE.crop}.",
         "",
         "| Model | Params(M) | Flops(G) | Top-1 (%) | Top-1 measured | Top-1 diff "
         "| Top-5 (%) | Top-5 measured | Top-5 diff | Images | Config | Download |",
@@ -110,8 +131,11 @@ def markdown(rows, meta):
     ]
     for row in rows:
         preset = get_preset(row["name"])
+        model = display_name(row["name"])
+        if weights_note(row):
+            model += " (**unpublished weights**)"
         out.append(
-            f"| {display_name(row['name'])} | {row['params'] / 1e6:.2f} | {row['flops'] / 1e9:.2f} "
+            f"| {model} | {row['params'] / 1e6:.2f} | {row['flops'] / 1e9:.2f} "
             f"| {row['published_top1']:.2f} | {_num(row['top1'])} "
             f"| {_diff(row['top1'], row['published_top1'])} "
             f"| {row['published_top5']:.2f} | {_num(row['top5'])} "
@@ -123,6 +147,14 @@ def markdown(rows, meta):
         "*Models with \\* are converted from the [official repo]"
         "(https://github.com/HRNet/HRNet-Image-Classification).*",
     ]
+    unpublished = [(row, weights_note(row)) for row in rows if weights_note(row)]
+    if unpublished:
+        out += ["", "## Unpublished weights: not a reproduction of the table", ""]
+        out += [f"- {row['name']}: {note} (`{row['weights']}`)" for row, note in unpublished]
+        out.append(
+            "  Weights converted from the published checkpoint record its sha256: "
+            "`python -m hrnet_keras.convert --download NAME`."
+        )
     skipped = [(row["name"], s) for row in rows for s in row["skipped"]]
     if skipped:
         out += ["", "## Skipped images (--skip-corrupt)", ""]
@@ -155,16 +187,18 @@ def csv_text(rows):
                 f"{row['params'] / 1e6:.2f}",
                 f"{row['crop_pct']:.3f}",
                 row["interpolation"],
+                "published" if row["published_weights"] else "unpublished",
+                row["source_sha256"] or "",
             ]
         )
     return buf.getvalue()
 
 
 def _write_atomic(path, text):
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name, dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    from hrnet_keras.files import atomic_write
+
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)
 
 
 def write(output, rows, meta):
@@ -194,5 +228,10 @@ def summary_lines(rows):
             f"{row['name']}: top-1 {row['top1']:.2f}% ({_diff(row['top1'], row['published_top1'])}), "
             f"top-5 {row['top5']:.2f}% ({_diff(row['top5'], row['published_top5'])}) "
             f"on {row['images']} images; {row['images_per_second'] or 0:.1f} images/s per worker"
+            + (
+                f"; {weights_note(row).replace('unpublished', 'UNPUBLISHED', 1)}"
+                if weights_note(row)
+                else ""
+            )
         )
     return lines

@@ -5,9 +5,16 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """A row, its `.weights.h5` (None: seeded random init) and the weights' identity."""
+    """A row, its `.weights.h5` (None: seeded random init) and the weights' identity.
+
+    `published` says whether the weights were converted from the row's published
+    checkpoint (sha256 checked); `source_sha256` is the sha256 of the checkpoint
+    they were converted from, when the `.weights.h5` records it.
+    """
 
     name: str
     weights: str | None
     key: str  # identity of the weights, recorded with every shard
     seed: int = 0  # of Keras' initialisers, when `weights` is None
+    source_sha256: str | None = None
+    published: bool = False

@@ -6,8 +6,6 @@ weights identity, backend) equals the key of the unit being planned.
 
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
 
 
@@ -62,17 +60,9 @@ class ShardStore:
 
     def save(self, unit, key, result):
         """Write the record of a finished unit atomically; returns it."""
+        from hrnet_keras.files import atomic_write
+
         record = {"model": unit.model, "start": unit.start, "end": unit.end, "key": key, **result}
-        path = self.path(unit)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{unit.shard_id}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(record, f, separators=(",", ":"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_write(self.path(unit)) as tmp:
+            tmp.write_text(json.dumps(record, separators=(",", ":")))
         return record

@@ -1,6 +1,5 @@
 """Converted Keras weights per row: found in --weights-dir, else downloaded and converted."""
 
-import hashlib
 from pathlib import Path
 
 from hrnet_eval.spec import ModelSpec
@@ -14,19 +13,32 @@ def get_command(name, weights_dir):
     return f"python -m hrnet_keras.convert --download {name} --out {weights_dir}"
 
 
-def file_sha256(path, chunk=1 << 22):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def tensor_shapes(path):
+    """{dataset name: shape} of every tensor in an HDF5 weights file, each one read:
+    a truncated file fails here (OSError), not in a worker."""
+    import h5py
+
+    shapes = {}
+
+    def visit(key, item):
+        if isinstance(item, h5py.Dataset):
+            item[()]
+            shapes[key] = item.shape
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+    return shapes
 
 
 def resolve(name, weights_dir=None, *, allow_download=True):
     """The `ModelSpec` of row `name`: its NAME.weights.h5 in `weights_dir` (the
-    hrnet-keras cache by default), converting a .pth found there or downloaded."""
-    from hrnet_keras.checkpoints import CheckpointError, DownloadError, cache_dir, ensure_converted
+    hrnet-keras cache by default), converting a .pth found there (sha256-checked)
+    or downloaded. `published` tells whether the weights come from the row's
+    published checkpoint, by the source sha256 the `.weights.h5` records."""
+    from hrnet_keras.checkpoints import CheckpointError, DownloadError, cache_dir, file_sha256
+    from hrnet_keras.checkpoints.checksums import recorded_source
     from hrnet_keras.configs import get_preset
+    from hrnet_keras.convert import ensure_converted
 
     preset = get_preset(name)
     weights_dir = Path(weights_dir).expanduser().resolve() if weights_dir else cache_dir()
@@ -48,4 +60,20 @@ def resolve(name, weights_dir=None, *, allow_download=True):
             raise WeightsError(
                 f"Cannot convert the weights of {name} in {weights_dir}: {exc}"
             ) from None
-    return ModelSpec(name=name, weights=str(converted), key="sha256:" + file_sha256(converted))
+    try:
+        _, source_sha256 = recorded_source(converted)
+        if not tensor_shapes(converted):
+            raise OSError("it holds no tensors")
+    except (OSError, KeyError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(
+            f"{converted} is not a readable Keras weights file (truncated or corrupted? "
+            f"{reason[:200]}). Convert it again: {get_command(name, weights_dir)}"
+        ) from None
+    return ModelSpec(
+        name=name,
+        weights=str(converted),
+        key="sha256:" + file_sha256(converted),
+        source_sha256=source_sha256,
+        published=source_sha256 is not None and source_sha256.startswith(preset.sha256_prefix),
+    )

@@ -87,9 +87,6 @@ def bottleneck_block(x, filters, name):
     return _residual(y, _shortcut(x, filters, name), name)
 
 
-BLOCKS = {"basic": (basic_block, 1), "bottleneck": (bottleneck_block, 4)}
-
-
 def transition(features, channels, name):
     """Adapt the previous stage's branches to `channels` (one more branch).
 

@@ -1,7 +1,7 @@
 """Params and FLOPs measured on the Keras model, beside the published figures.
 
 FLOPs follow the mmcv 1.x counter the table used (one multiply-add = one FLOP),
-counted on backbone + neck at 224x224 by walking the Keras layers and their
+counted on backbone + neck at the test crop (224x224) by walking the Keras layers and their
 shapes: conv kh*kw*Cin/groups*Cout*Hout*Wout (+Cout*Hout*Wout with bias),
 BatchNorm 2*numel(in), ReLU numel(out), pooling numel(in), nearest upsample
 numel(out), Dense in*out (+out with bias). Params are the trainable weights,
@@ -17,10 +17,10 @@ import sys
 from keras import layers
 
 from hrnet_keras.blocks import layer_name
-from hrnet_keras.configs import PRESETS, get_preset
+from hrnet_keras.configs import PRESETS, TEST_PIPELINE, get_preset
 from hrnet_keras.model import create_model
 
-IMAGE_SIZE = 224
+IMAGE_SIZE = TEST_PIPELINE.crop
 
 
 def _numel(shape):

@@ -1,13 +1,15 @@
 """Convert published HRNet PyTorch checkpoints into Keras weights.
 
-    python -m hrnet_keras.convert SRC --model hrnet-w18 --out DIR
+    python -m hrnet_keras.convert SRC --model hrnet-w18 --out DIR [--keras]
     python -m hrnet_keras.convert --download hrnet-w18 hrnet-w48-ssld [--out DIR]
     python -m hrnet_keras.convert --all [--out DIR]
 
 SRC is a local .pth/.safetensors file or a URL (a sha256 prefix in the file
-name, `...-0c10b180.pth`, is checked). Writes NAME.weights.h5 and NAME.keras.
-$HRNET_KERAS_MIRROR replaces the download host (same file names).
-Checkpoints are read without running pickled code.
+name, `...-0c10b180.pth`, is checked). A file bearing one of the table's
+published names is checked against its sha256 prefix wherever it comes from.
+Writes NAME.weights.h5 (recording the source's sha256), and with --keras also
+a self-contained NAME.keras. $HRNET_KERAS_MIRROR replaces the download host
+(same file names). Checkpoints are read without running pickled code.
 """
 
 import argparse
@@ -15,35 +17,81 @@ import sys
 import urllib.parse
 from pathlib import Path
 
+from hrnet_keras import network
 from hrnet_keras.checkpoints import (
     CheckpointError,
     DownloadError,
     cache_dir,
-    convert_checkpoint,
     download,
     fetch_checkpoint,
+    load_checkpoint_into,
 )
-from hrnet_keras.checkpoints.download import hash_prefix_from_name
-from hrnet_keras.configs import PRESETS, get_preset
+from hrnet_keras.checkpoints.checksums import record_source
+from hrnet_keras.configs import PRESETS, get_preset, hash_prefix_from_name
+from hrnet_keras.files import atomic_write
 
 
-def _fetch(url, out_dir, sha256_prefix=None, progress=True):
+def convert_checkpoint(src, name, out_dir, *, keras_model=False):
+    """Convert `src` (a .pth/.safetensors file) for row `name` into `out_dir`.
+
+    Builds the 1000-class classifier (softmax head, as keras.applications),
+    loads `src` into it and writes `<name>.weights.h5` with the source's file
+    name and sha256 in its HDF5 attributes; with `keras_model`, also a
+    self-contained `<name>.keras`. Returns the paths written.
+    """
+    preset = get_preset(name)
+    out_dir = Path(out_dir)
+    model = network.classifier(name, classifier_activation="softmax")
+    loaded = load_checkpoint_into(model, src, name)
+    written = [out_dir / preset.keras_weights]
+    with atomic_write(written[0]) as tmp:
+        model.save_weights(tmp)
+        record_source(tmp, loaded.path, loaded.sha256)
+    if keras_model:
+        written.append(out_dir / preset.keras_model)
+        with atomic_write(written[1]) as tmp:
+            model.save(tmp)
+    return written
+
+
+def ensure_converted(name, *, cache=None, allow_download=True, progress=True):
+    """Path of row `name`'s `.weights.h5` in the cache, converting on first use.
+
+    Uses the converted file if present, else the cached `.pth` (sha256-checked),
+    else downloads the published checkpoint when `allow_download`.
+    """
+    preset = get_preset(name)
+    cache = Path(cache) if cache else cache_dir()
+    converted = cache / preset.keras_weights
+    if converted.is_file():
+        return converted
+    if not allow_download and not (cache / preset.filename).is_file():
+        raise FileNotFoundError(
+            f"No weights for {name} in {cache} (neither {preset.keras_weights} nor "
+            f"{preset.filename}). Get them with: python -m hrnet_keras.convert "
+            f"--download {name} --out {cache}"
+        )
+    convert_checkpoint(fetch_checkpoint(name, cache=cache, progress=progress), name, cache)
+    return converted
+
+
+def _fetch(url, out_dir, progress=True):
     name = Path(urllib.parse.urlparse(url).path).name
-    prefix = sha256_prefix or hash_prefix_from_name(name)
+    prefix = hash_prefix_from_name(name)
     return download(url, Path(out_dir) / name, sha256_prefix=prefix, progress=progress)
 
 
-def convert_source(src, name, out_dir, progress=True):
+def convert_source(src, name, out_dir, *, keras_model=False, progress=True):
     """Convert a file or URL for row `name`; URLs are downloaded into `out_dir` first."""
     if "://" in src:
         src = _fetch(src, out_dir, progress=progress)
-    return convert_checkpoint(src, name, out_dir)
+    return convert_checkpoint(src, name, out_dir, keras_model=keras_model)
 
 
-def convert_row(name, out_dir, progress=True):
-    """Download the published checkpoint of `name` (unless cached) and convert it."""
+def convert_row(name, out_dir, *, keras_model=False, progress=True):
+    """Download the published checkpoint of `name` (unless there) and convert it."""
     checkpoint = fetch_checkpoint(name, cache=out_dir, progress=progress)
-    return convert_checkpoint(checkpoint, name, out_dir)
+    return convert_checkpoint(checkpoint, name, out_dir, keras_model=keras_model)
 
 
 def main(argv=None):
@@ -62,10 +110,15 @@ def main(argv=None):
     parser.add_argument(
         "--out", default=None, help=f"output folder (default: the cache, {cache_dir()})"
     )
+    parser.add_argument(
+        "--keras",
+        action="store_true",
+        help="also write NAME.keras (Keras holds it in memory while writing)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     out_dir = Path(args.out) if args.out else cache_dir()
-    progress = not args.no_progress
+    options = {"keras_model": args.keras, "progress": not args.no_progress}
     rows = list(PRESETS) if args.all else (args.download or [])
     if bool(args.src) == bool(rows):
         parser.error("give either SRC --model NAME, or --download NAME ..., or --all")
@@ -74,16 +127,16 @@ def main(argv=None):
             if not args.model:
                 parser.error("SRC needs --model NAME (one of: " + ", ".join(PRESETS) + ")")
             get_preset(args.model)
-            outputs = [convert_source(args.src, args.model, out_dir, progress)]
+            outputs = [convert_source(args.src, args.model, out_dir, **options)]
         else:
             for name in rows:
                 get_preset(name)
-            outputs = [convert_row(name, out_dir, progress) for name in rows]
+            outputs = [convert_row(name, out_dir, **options) for name in rows]
     except (CheckpointError, DownloadError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for weights, model in outputs:
-        print(f"wrote {weights} and {model}")
+    for written in outputs:
+        print("wrote " + " and ".join(str(p) for p in written))
     return 0
 
 

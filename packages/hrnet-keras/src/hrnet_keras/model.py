@@ -1,48 +1,54 @@
-"""One HRNet builder for every width: mmpretrain's HRNet + HRFuseScales + GAP + Linear."""
+"""`create_model` and the keras.applications constructors `HRNetW18` ... `HRNetW64`.
+
+As keras.applications does: check the arguments, build the model, then load
+the weights into the model just built (`hrnet_keras.loading`).
+"""
 
 import keras
-from keras import layers
 
-from hrnet_keras import blocks
-from hrnet_keras.initializers import NUMPY_DENSE_INIT, declare_keras_initializers
-from hrnet_keras.configs import (
-    LAYER1_CHANNELS,
-    NECK_CHANNELS,
-    NECK_OUT_CHANNELS,
-    STAGES,
-    STEM_CHANNELS,
-    get_arch,
-    get_preset,
-)
+from hrnet_keras import loading, network
+from hrnet_keras.configs import get_preset
+
+STRIDE = 32  # the smallest branch is 1/32 of the input; sizes must divide by it
 
 
-def _input_shape(input_shape):
-    if input_shape is not None:
-        return tuple(input_shape)
-    if keras.config.image_data_format() == "channels_last":
-        return (None, None, 3)
-    return (3, None, None)
-
-
-def hrnet_backbone(inputs, branch_channels):
-    """Stem, layer1 and stages 2-4; returns the four branch outputs."""
-    x = blocks.conv_bn(
-        inputs, STEM_CHANNELS, 3, strides=2, conv="backbone.conv1", bn="backbone.bn1"
-    )
-    x = blocks.conv_bn(x, STEM_CHANNELS, 3, strides=2, conv="backbone.conv2", bn="backbone.bn2")
-    layer1 = STAGES[0]
-    block, expansion = blocks.BLOCKS[layer1.block]
-    for k in range(layer1.num_blocks):
-        x = block(x, LAYER1_CHANNELS * expansion, f"backbone.layer1.{k}")
-    features = [x]
-    for s, stage in enumerate(STAGES[1:], start=2):
-        channels = branch_channels[: stage.num_branches]
-        features = blocks.transition(features, channels, f"backbone.transition{s - 1}")
-        for m in range(stage.num_modules):
-            features = blocks.hr_module(
-                features, channels, stage.num_blocks, f"backbone.stage{s}.{m}"
+def _check_arguments(
+    name, weights, include_top, input_shape, input_tensor, pooling, classes, features_only
+):
+    get_preset(name)
+    loading.check_weights_argument(weights, name)
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}.")
+    if features_only and pooling is not None:
+        raise ValueError("features_only=True returns the four branches; pooling must be None.")
+    if include_top and not features_only:
+        if not isinstance(classes, int) or classes < 1:
+            raise ValueError(f"classes must be a positive integer, got {classes!r}.")
+        pretrained = weights == "imagenet" or weights in loading.PRESETS
+        if pretrained and classes != 1000:
+            raise ValueError(
+                f"weights={weights!r} with include_top=True needs classes=1000, got "
+                f"{classes}; use include_top=False for another head."
             )
-    return features
+    if input_tensor is not None and not keras.backend.is_keras_tensor(input_tensor):
+        raise ValueError(
+            f"input_tensor must be a Keras tensor (e.g. keras.Input(...)), "
+            f"got {type(input_tensor).__name__}."
+        )
+    shape = input_shape if input_tensor is None else tuple(input_tensor.shape)[1:]
+    if shape is None:
+        return
+    shape = tuple(shape)
+    what = "input_shape" if input_tensor is None else "input_tensor's shape"
+    data_format = keras.config.image_data_format()
+    channels = 2 if data_format == "channels_last" else 0
+    if len(shape) != 3 or shape[channels] != 3:
+        raise ValueError(f"{what} must be 3 dims with 3 channels ({data_format}), got {shape}.")
+    spatial = [d for i, d in enumerate(shape) if i != channels]
+    if any(d is not None and (d < STRIDE or d % STRIDE) for d in spatial):
+        raise ValueError(
+            f"{what} {shape}: height and width must be multiples of {STRIDE} (or None)."
+        )
 
 
 def create_model(
@@ -62,48 +68,31 @@ def create_model(
     Args:
         name: a row name such as `"hrnet-w18"` or `"hrnet-w48-ssld"`.
         weights: `None` (random init), `"imagenet"` (the row's published
-            checkpoint), another row name, or a path to a `.weights.h5`,
-            `.keras`, `.pth` or `.safetensors` file.
+            checkpoint), another row name of the same width, or a path to a
+            `.weights.h5`, `.keras`, `.pth` or `.safetensors` file.
         include_top: keep the 2048 -> `classes` Linear head.
         input_shape: e.g. `(224, 224, 3)`; default: any size divisible by 32.
         input_tensor: optional Keras tensor to use as the model's input.
         pooling: without the top, `None` (the 2048-channel map), `"avg"` or `"max"`.
-        classes: number of classes of the head.
+        classes: number of classes of the head (1000 with pretrained weights).
         classifier_activation: activation of the head; `None` returns logits.
         features_only: return the four multi-resolution branch outputs.
     """
-    preset = get_preset(name)
-    arch = get_arch(name)
-    if pooling not in (None, "avg", "max"):
-        raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}.")
-    if input_tensor is None:
-        inputs = keras.Input(shape=_input_shape(input_shape), name="pixel_values")
-    else:
-        inputs = input_tensor
-    features = hrnet_backbone(inputs, arch.branch_channels)
-    if features_only:
-        outputs = features
-    else:
-        x = blocks.fuse_scales(features, NECK_CHANNELS, NECK_OUT_CHANNELS, "neck.0")
-        if include_top:
-            x = layers.GlobalAveragePooling2D(name=blocks.layer_name("neck.1"))(x)
-            x = layers.Dense(
-                classes,
-                activation=classifier_activation,
-                kernel_initializer=NUMPY_DENSE_INIT,
-                name=blocks.layer_name("head.fc"),
-            )(x)
-        elif pooling == "avg":
-            x = layers.GlobalAveragePooling2D(name=blocks.layer_name("neck.1"))(x)
-        elif pooling == "max":
-            x = layers.GlobalMaxPooling2D(name=blocks.layer_name("neck.1"))(x)
-        outputs = x
-    model = keras.Model(inputs, outputs, name=preset.name.replace("-", "_"))
-    declare_keras_initializers(model)
+    _check_arguments(
+        name, weights, include_top, input_shape, input_tensor, pooling, classes, features_only
+    )
+    inputs = network.default_inputs(input_shape) if input_tensor is None else input_tensor
+    model = network.build(
+        name,
+        inputs,
+        include_top=include_top,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        features_only=features_only,
+    )
     if weights is not None:
-        from hrnet_keras.checkpoints import load_weights_into
-
-        load_weights_into(model, weights, name)
+        loading.load_weights(model, weights, name)
     return model
 
 

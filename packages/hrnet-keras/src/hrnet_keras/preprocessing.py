@@ -7,10 +7,10 @@ import numpy as np
 
 from hrnet_keras.configs import TEST_PIPELINE
 
-RESIZE_SHORT_EDGE = 256
-CROP_SIZE = TEST_PIPELINE["center_crop"]
-MEAN = np.asarray(TEST_PIPELINE["mean_rgb_0_255"], dtype="float32")
-STD = np.asarray(TEST_PIPELINE["std_rgb_0_255"], dtype="float32")
+RESIZE_SHORT_EDGE = TEST_PIPELINE.resize_short_edge
+CROP_SIZE = TEST_PIPELINE.crop
+MEAN = np.asarray(TEST_PIPELINE.mean, dtype="float32")
+STD = np.asarray(TEST_PIPELINE.std, dtype="float32")
 
 MAX_ASPECT_RATIO = 20
 """Long edge / short edge above which `load_image` refuses an image, before decoding it.
@@ -24,7 +24,7 @@ below twice the limit.
 
 
 def resize_short_edge(image, size=RESIZE_SHORT_EDGE):
-    """Pillow bilinear resize so the short edge is `size` (mmpretrain's ResizeEdge)."""
+    """Pillow resize (the pipeline's interpolation) so the short edge is `size` (ResizeEdge)."""
     from PIL import Image
 
     w, h = image.size
@@ -34,7 +34,7 @@ def resize_short_edge(image, size=RESIZE_SHORT_EDGE):
         target = (int(size * w / h), size)
     else:
         target = (size, size)
-    return image.resize(target, Image.BILINEAR)
+    return image.resize(target, Image.Resampling[TEST_PIPELINE.interpolation.upper()])
 
 
 def center_crop(array, size=CROP_SIZE):
@@ -51,9 +51,10 @@ def load_image(path, *, resize=RESIZE_SHORT_EDGE, crop=CROP_SIZE):
     """Read an image file as the table's test pipeline does: uint8 RGB HWC, 224x224.
 
     Decodes with Pillow (RGB), resizes the short edge to 256 (bilinear), crops
-    the center 224x224. Fails with a one-line ValueError naming the file if it
-    cannot be decoded, or if its header gives a size beyond the caps (more pixels
-    than `PIL.Image.MAX_IMAGE_PIXELS`, an aspect ratio above `MAX_ASPECT_RATIO`).
+    the center 224x224 (`hrnet_keras.configs.TEST_PIPELINE`). Fails with a one-line
+    ValueError naming the file if it cannot be decoded, or if its header gives a size
+    beyond the caps (more pixels than `PIL.Image.MAX_IMAGE_PIXELS`, an aspect ratio
+    above `MAX_ASPECT_RATIO`).
     """
     from PIL import Image
 

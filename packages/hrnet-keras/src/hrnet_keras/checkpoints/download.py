@@ -1,17 +1,16 @@
-"""Downloads into the cache: atomic, sha256-checked, with a progress bar."""
+"""Downloads into the cache through `torch.hub.download_url_to_file`: atomic, sha256-checked."""
 
-import hashlib
 import http.client
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from hrnet_keras.files import atomic_write
+
 CACHE_ENV = "HRNET_KERAS_CACHE"
-HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
-CHUNK = 1 << 20
+TIMEOUT_S = 60
 
 
 class DownloadError(RuntimeError):
@@ -27,58 +26,49 @@ def cache_dir():
     return Path(root)
 
 
-def hash_prefix_from_name(name):
-    """The sha256 prefix carried in a file name like `...-0c10b180.pth`, or None."""
-    match = HASH_IN_NAME.search(name)
-    return match.group(1) if match else None
-
-
-def download(url, dest, *, sha256_prefix=None, progress=True, timeout=60):
-    """Fetch `url` to `dest` via a temp file; verify the sha256 prefix; return dest.
-
-    A hash mismatch or a connection cut raises `DownloadError` and leaves no
-    file (neither `dest` nor a partial one).
-    """
-    from tqdm.auto import tqdm
-
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    digest = hashlib.sha256()
-    received = 0
+def announced_size(url):
+    """The Content-Length a HEAD request announces, or None."""
     try:
-        with os.fdopen(fd, "wb") as out:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                total = response.headers.get("Content-Length")
-                total = int(total) if total else None
-                with tqdm(
-                    total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress
-                ) as bar:
-                    while True:
-                        chunk = response.read(CHUNK)
-                        if not chunk:
-                            break
-                        out.write(chunk)
-                        digest.update(chunk)
-                        received += len(chunk)
-                        bar.update(len(chunk))
-        if total is not None and received != total:
+        request = urllib.request.Request(url, method="HEAD")
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            length = response.headers.get("Content-Length")
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
+        return None
+    return int(length) if length and length.isdigit() else None
+
+
+def download(url, dest, *, sha256_prefix=None, progress=True):
+    """Fetch `url` to `dest` with torch.hub (temp file, then rename); return dest.
+
+    A sha256 prefix mismatch, a connection cut (without a prefix: a file
+    shorter than the size a HEAD request announces) or a failed request raises
+    `DownloadError` and leaves no file, neither `dest` nor a partial one.
+    """
+    size = None if sha256_prefix else announced_size(url)
+    with atomic_write(dest) as tmp:
+        _fetch(url, tmp, sha256_prefix, progress)
+        received = tmp.stat().st_size
+        if size is not None and received != size:
             raise DownloadError(
-                f"Download of {url} was cut after {received} of {total} bytes; "
+                f"Download of {url} was cut after {received} of {size} bytes; "
                 "no file was kept. Run the command again."
             )
-        got = digest.hexdigest()
-        if sha256_prefix and not got.startswith(sha256_prefix):
-            raise DownloadError(
-                f"Download of {url}: sha256 {got[:len(sha256_prefix)]}... does not match "
-                f"the expected {sha256_prefix}; the file was deleted."
-            )
-        os.replace(tmp, dest)
-        return dest
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+    return Path(dest)
+
+
+def _fetch(url, tmp, sha256_prefix, progress):
+    import torch.hub
+
+    try:
+        torch.hub.download_url_to_file(url, str(tmp), hash_prefix=sha256_prefix, progress=progress)
+    except RuntimeError as exc:  # torch.hub's hash mismatch
+        if sha256_prefix is None:
+            raise
+        got = re.search(r'got "([0-9a-f]+)"', str(exc))
+        got = got.group(1)[: len(sha256_prefix)] if got else "?"
         raise DownloadError(
-            f"Download of {url} failed after {received} bytes ({exc}); no file was kept."
+            f"Download of {url}: sha256 {got}... does not match the expected "
+            f"{sha256_prefix}; the file was deleted."
         ) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        raise DownloadError(f"Download of {url} failed ({exc}); no file was kept.") from None

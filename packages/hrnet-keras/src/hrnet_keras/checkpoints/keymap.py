@@ -67,13 +67,15 @@ def _ignored_prefixes(model):
     return tuple(ignored)
 
 
-def assign_state(model, state, *, source="checkpoint", expected_width=None):
+def assign_state(model, state, *, source="checkpoint", expected_width=None, release=False):
     """Copy a mmcls-keyed state dict into `model`, using every tensor exactly once.
 
     BatchNorm's `num_batches_tracked` is read and dropped; a headless model
     (include_top=False, features_only) leaves the head (and neck) out. Fails
     naming the key on a missing tensor, an unused tensor, or a shape mismatch
-    (with both shapes); a checkpoint of another width says which.
+    (with both shapes); a checkpoint of another width says which. With
+    `release`, each tensor leaves `state` once assigned, so that the
+    checkpoint's memory goes back as the model's fills.
     """
     width = branch_width(state)
     if expected_width is not None and width is not None and width != expected_width:
@@ -111,5 +113,7 @@ def assign_state(model, state, *, source="checkpoint", expected_width=None):
             "and the same number of classes.)"
         )
     for variable, key, transform in entries:  # one tensor at a time keeps memory flat
-        variable.assign(transform(np.asarray(state[key])).astype(variable.dtype))
+        value = state.pop(key) if release else state[key]
+        variable.assign(np.ascontiguousarray(transform(np.asarray(value)), dtype=variable.dtype))
+        del value
     return len(entries)

@@ -1,0 +1,115 @@
+"""`create_model(weights=...)`: load a row's weights or a file into the model just built.
+
+`.weights.h5` and `.keras` files go through Keras' own loaders; `.pth` and
+`.safetensors` files through `hrnet_keras.checkpoints`. A full classifier's
+`.weights.h5` loads into a headless model through a full model built here,
+whose layers are copied across by name.
+"""
+
+import os
+import zipfile
+
+from hrnet_keras import network
+from hrnet_keras.blocks import layer_name
+from hrnet_keras.checkpoints import CheckpointError, load_checkpoint_into
+from hrnet_keras.configs import PRESETS, get_preset
+
+
+class WeightsFileError(ValueError):
+    """A `.weights.h5` / `.keras` file that cannot be read; the message names it."""
+
+
+def resolve_weights(weights, name):
+    """(file, row) that `weights` ("imagenet", a row name or a path) stands for.
+
+    Row names resolve to the converted `.weights.h5` in the cache, converting
+    the published checkpoint on first use (imported here: `convert` builds
+    models, and `python -m hrnet_keras.convert` must not be imported twice).
+    """
+    from hrnet_keras.convert import ensure_converted
+
+    row = name if weights == "imagenet" else weights
+    if isinstance(row, str) and row in PRESETS:
+        return os.fspath(ensure_converted(row)), row
+    return os.fspath(weights), name
+
+
+def load_weights(model, weights, name):
+    """Load `weights` ("imagenet", a row name or a file) into `model`, built for row `name`."""
+    path, row = resolve_weights(weights, name)
+    if path.endswith(".keras"):
+        _copy_weights(_read_keras(path, row), model, path)
+    elif path.endswith(".weights.h5"):
+        if layer_name("head.fc") in {layer.name for layer in model.layers}:
+            _read_weights_h5(model, path, row)
+        else:  # headless: read into a full classifier, then copy by layer name
+            full = network.classifier(name)
+            _read_weights_h5(full, path, row)
+            _copy_weights(full, model, path)
+    else:
+        load_checkpoint_into(model, path, name)
+
+
+def _damaged(path, exc, name):
+    keras_model = path.endswith(".keras")
+    kind = "Keras model" if keras_model else "Keras weights file"
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
+    command = (
+        f"python -m hrnet_keras.convert --download {name} --out {os.path.dirname(path) or '.'}"
+    )
+    return WeightsFileError(
+        f"{path} is not a readable {kind} (truncated or corrupted? {type(exc).__name__}: "
+        f"{reason[:200]}). Copy it again, or convert it again: {command}"
+        + (" --keras" if keras_model else "")
+    )
+
+
+def _read_keras(path, name):
+    import keras
+
+    try:
+        zipfile.ZipFile(path).close()  # Keras reports a truncated zip as "File not found"
+        return keras.models.load_model(path, compile=False)
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError, TypeError) as exc:
+        raise _damaged(path, exc, name) from None
+
+
+def _read_weights_h5(model, path, name):
+    import h5py
+
+    try:
+        h5py.File(path, "r").close()
+        model.load_weights(path)
+    except (OSError, KeyError, RuntimeError) as exc:
+        raise _damaged(path, exc, name) from None
+    except ValueError as exc:
+        raise WeightsFileError(
+            f"{path} does not fit {model.name} ({str(exc).strip().splitlines()[0][:200]}); "
+            f"is it the weights of another row or head?"
+        ) from None
+
+
+def _copy_weights(src, dst, path):
+    """Copy weights layer by layer, matching names; every `dst` layer must be found."""
+    by_name = {layer.name: layer for layer in src.layers}
+    for layer in dst.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in by_name:
+            raise CheckpointError(f"{path} has no layer {layer.name}.")
+        layer.set_weights(by_name[layer.name].get_weights())
+
+
+def check_weights_argument(weights, name):
+    """Fail early on a `weights` that is neither "imagenet", a row of `name`'s width, nor a file."""
+    if weights is None or weights == "imagenet":
+        return
+    if isinstance(weights, str) and weights in PRESETS:
+        if get_preset(weights).arch != get_preset(name).arch:
+            raise ValueError(f"weights={weights!r} are for {get_preset(weights).arch}, not {name}.")
+        return
+    if not os.path.isfile(os.fspath(weights)):
+        raise FileNotFoundError(
+            f"weights={weights!r} is neither a known row ({', '.join(PRESETS)}), "
+            "'imagenet', nor an existing file."
+        )
