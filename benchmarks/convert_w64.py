@@ -25,12 +25,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CHILD = r"""
-import json, resource, sys, threading, time
-import torchvision  # torch stack before TensorFlow
-import keras, psutil, torch
-from hrnet_keras import convert
-keras.Variable(0.0)  # start the backend
+# Peak-RSS sampling shared by both child scripts (a thread reading RSS every 10 ms).
+SAMPLER = r"""
 proc = psutil.Process()
 base = proc.memory_info().rss
 peak = [base]
@@ -38,7 +34,17 @@ stop = threading.Event()
 def sample():
     while not stop.wait(0.01):
         peak[0] = max(peak[0], proc.memory_info().rss)
-thread = threading.Thread(target=sample, daemon=True)
+"""
+CHILD = (
+    r"""
+import json, resource, sys, threading, time
+import torchvision  # torch stack before TensorFlow
+import keras, psutil, torch
+from hrnet_keras import convert
+keras.Variable(0.0)  # start the backend
+"""
+    + SAMPLER
+    + r"""thread = threading.Thread(target=sample, daemon=True)
 thread.start()
 t0 = time.perf_counter()
 code = convert.main(sys.argv[1:])
@@ -48,8 +54,10 @@ maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print("RESULT " + json.dumps({"code": code, "seconds": seconds, "base": base,
                                "peak": max(peak[0], maxrss)}))
 """
+)
 # The conversion's steps one by one (this checkout's API), RSS growth after each.
-STEPS = r"""
+STEPS = (
+    r"""
 import gc, sys, threading, time
 import torchvision  # torch stack before TensorFlow
 import keras, psutil
@@ -58,14 +66,9 @@ from hrnet_keras.checkpoints.keymap import assign_state
 from hrnet_keras.checkpoints.layouts import to_mmcls
 from hrnet_keras.checkpoints.reader import read_state_dict
 keras.Variable(0.0)
-proc = psutil.Process()
-base = proc.memory_info().rss
-peak = [base]
-stop = threading.Event()
-def sample():
-    while not stop.wait(0.01):
-        peak[0] = max(peak[0], proc.memory_info().rss)
-threading.Thread(target=sample, daemon=True).start()
+"""
+    + SAMPLER
+    + r"""threading.Thread(target=sample, daemon=True).start()
 t0 = time.perf_counter()
 def step(what):
     now = proc.memory_info().rss
@@ -81,6 +84,7 @@ step(f"assign ({sys.argv[2]})")
 model.save_weights(sys.argv[3])
 step("save .weights.h5")
 """
+)
 
 
 def run_child(code_root, ckpt, out, extra):

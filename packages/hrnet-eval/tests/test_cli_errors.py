@@ -19,6 +19,14 @@ def run_main(capsys, *argv):
     return code, captured.out, captured.err.strip().splitlines()
 
 
+def evaluate(capsys, data, weights_dir, output, *extra, models="hrnet-w18"):
+    """`run_main` of an evaluation of `data` with weights from `weights_dir`."""
+    return run_main(
+        capsys, "--models", models, "--data", data, "--weights-dir", weights_dir,
+        "--output", output, *extra,
+    )  # fmt: skip
+
+
 @pytest.fixture()
 def weights_dir(tmp_path):
     (tmp_path / "weights").mkdir()
@@ -26,17 +34,7 @@ def weights_dir(tmp_path):
 
 
 def test_missing_data_folder(capsys, tmp_path, weights_dir):
-    code, _, err = run_main(
-        capsys,
-        "--models",
-        "hrnet-w18",
-        "--data",
-        tmp_path / "imagenet/val",
-        "--weights-dir",
-        weights_dir,
-        "--output",
-        tmp_path / "out",
-    )
+    code, _, err = evaluate(capsys, tmp_path / "imagenet/val", weights_dir, tmp_path / "out")
     assert code == 1 and len(err) == 1
     assert err[0].startswith(f"error: Data path {tmp_path / 'imagenet/val'} does not exist")
 
@@ -44,19 +42,15 @@ def test_missing_data_folder(capsys, tmp_path, weights_dir):
 def test_missing_weights_give_the_command_that_gets_them(capsys, tmp_path, weights_dir, photo_dir):
     labels = tmp_path / "labels.txt"
     labels.write_text("n01440764\n" * 24)
-    code, _, err = run_main(
+    code, _, err = evaluate(
         capsys,
-        "--models",
-        "hrnet-w18,hrnet-w30",
-        "--data",
         photo_dir,
+        weights_dir,
+        tmp_path / "out",
         "--labels",
         labels,
-        "--weights-dir",
-        weights_dir,
         "--no-download",
-        "--output",
-        tmp_path / "out",
+        models="hrnet-w18,hrnet-w30",
     )
     assert code == 1 and len(err) == 1
     assert f"error: No weights for hrnet-w18 in {weights_dir}" in err[0]
@@ -68,19 +62,7 @@ def test_missing_weights_give_the_command_that_gets_them(capsys, tmp_path, weigh
 def test_labels_that_do_not_match_the_files(capsys, tmp_path, weights_dir, photo_dir):
     labels = tmp_path / "labels.txt"
     labels.write_text("n01440764\n" * 20)  # 24 images
-    code, _, err = run_main(
-        capsys,
-        "--models",
-        "hrnet-w18",
-        "--data",
-        photo_dir,
-        "--labels",
-        labels,
-        "--weights-dir",
-        weights_dir,
-        "--output",
-        tmp_path / "out",
-    )
+    code, _, err = evaluate(capsys, photo_dir, weights_dir, tmp_path / "out", "--labels", labels)
     assert code == 1 and len(err) == 1
     assert err[0].startswith(
         f"error: Labels do not match the files: {labels} has no label for "
@@ -92,17 +74,7 @@ def test_class_folder_that_is_not_a_class(capsys, tmp_path, weights_dir, photo_d
     (tmp_path / "val" / "cats").mkdir(parents=True)
     shutil.copy(photo_dir / "ILSVRC2012_val_00000001.JPEG", tmp_path / "val" / "cats")
     (tmp_path / "val" / "n01440764").mkdir()
-    code, _, err = run_main(
-        capsys,
-        "--models",
-        "hrnet-w18",
-        "--data",
-        tmp_path / "val",
-        "--weights-dir",
-        weights_dir,
-        "--output",
-        tmp_path / "out",
-    )
+    code, _, err = evaluate(capsys, tmp_path / "val", weights_dir, tmp_path / "out")
     assert code == 1 and len(err) == 1
     assert "cats is not an ImageNet-1k class" in err[0]
 
@@ -193,17 +165,7 @@ def test_output_that_cannot_be_written(capsys, tmp_path, weights_dir, photo_dir,
         "inside a file": blocker / "out",
         "unwritable": "/proc/hrnet-eval-out",  # no one may create files there, not even root
     }[where]
-    code, _, err = run_main(
-        capsys,
-        "--models",
-        "hrnet-w18",
-        "--data",
-        photo_dir,
-        "--weights-dir",
-        weights_dir,
-        "--output",
-        output,
-    )
+    code, _, err = evaluate(capsys, photo_dir, weights_dir, output)
     assert code == 1 and len(err) == 1, err
     assert err[0].startswith(f"error: --output {output} ")
     assert "give a" in err[0] and "folder" in err[0]
@@ -221,19 +183,8 @@ def test_truncated_weights_are_named_before_the_cluster_starts(capsys, tmp_path,
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     labels = tmp_path / "labels.txt"
     labels.write_text("n01440764\n" * 24)
-    code, out, err = run_main(
-        capsys,
-        "--models",
-        "hrnet-w18",
-        "--data",
-        photo_dir,
-        "--labels",
-        labels,
-        "--weights-dir",
-        weights_dir,
-        "--no-download",
-        "--output",
-        tmp_path / "out",
+    code, out, err = evaluate(
+        capsys, photo_dir, weights_dir, tmp_path / "out", "--labels", labels, "--no-download"
     )
     assert code == 1 and len(err) == 1, err
     assert err[0].startswith(f"error: {path} is not a readable Keras weights file (truncated")
