@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from hrnet_keras import create_model
-from hrnet_keras.inference import FoldedBatchNorm, fold_batchnorm, inference_function
+from hrnet_keras import inference
+from hrnet_keras.inference import fold_batchnorm, inference_function, optimize_for_inference
 
 
 def test_folded_model_keeps_the_logits(w18_files, images, reference_w18_logits):
@@ -37,7 +38,7 @@ def test_fold_leaves_the_original_untouched():
     before = [w.copy() for w in model.get_weights()]
     twin = fold_batchnorm(model)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
-    assert isinstance(twin.get_layer("backbone__bn1"), FoldedBatchNorm)
+    assert type(twin.get_layer("backbone__bn1")) is keras.layers.Identity
     assert isinstance(model.get_layer("backbone__bn1"), keras.layers.BatchNormalization)
 
 
@@ -45,3 +46,53 @@ def test_unknown_layout_is_refused():
     model = create_model("hrnet-w18", include_top=False, input_shape=(64, 64, 3))
     with pytest.raises(ValueError, match="data_format must be"):
         fold_batchnorm(model, data_format="NCHW")
+
+
+def test_conv_bn_refuses_a_batchnorm_the_fold_would_not_find():
+    from hrnet_keras.blocks import conv_bn
+
+    with pytest.raises(ValueError, match="batchnorm_name"):
+        conv_bn(keras.Input((8, 8, 3)), 4, 3, conv="a.conv1", bn="a.norm1")
+
+
+def test_uint8_input_and_top_k_agree_with_the_float_path():
+    from hrnet_keras.preprocessing import preprocess_input
+
+    keras.utils.set_random_seed(2)
+    model = create_model("hrnet-w18", input_shape=(64, 64, 3), classifier_activation=None)
+    pixels = np.random.default_rng(2).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    logits = optimize_for_inference(model)(preprocess_input(pixels))
+    top5 = optimize_for_inference(model, from_uint8=True, top_k=5)(pixels)
+    assert top5.shape == (2, 5)
+    np.testing.assert_array_equal(top5, np.argsort(-logits, axis=1)[:, :5])
+    lazy = optimize_for_inference(model, from_uint8=True, to_numpy=False)(pixels)
+    assert not isinstance(lazy, np.ndarray)
+    got = keras.ops.convert_to_numpy(lazy)
+    assert np.abs(got - logits).max() <= 1e-4 * np.abs(logits).max()
+
+
+def test_graph_runner_falls_back_to_the_plain_call_on_other_keras(monkeypatch):
+    keras.utils.set_random_seed(3)
+    model = create_model("hrnet-w18", include_top=False, pooling="avg", input_shape=(64, 64, 3))
+    x = np.random.default_rng(3).uniform(-1, 1, (1, 64, 64, 3)).astype("float32")
+    want = keras.ops.convert_to_numpy(model(x, training=False))
+    walk = inference.graph_runner(model, lambda layer: layer)
+    monkeypatch.setattr(keras, "__version__", "9.9.9")
+    with pytest.warns(UserWarning, match="Keras 9.9.9 is not the tested"):
+        plain = inference.graph_runner(model, lambda layer: layer)
+    for forward in (walk, plain):
+        got = keras.ops.convert_to_numpy(forward(keras.ops.convert_to_tensor(x)))
+        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+def test_folded_model_saves_and_loads_as_plain_keras(tmp_path):
+    keras.utils.set_random_seed(4)
+    model = create_model("hrnet-w18", input_shape=(64, 64, 3), classifier_activation=None)
+    x = np.random.default_rng(4).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    path = str(tmp_path / "folded.keras")
+    fold_batchnorm(model).save(path)
+    loaded = keras.models.load_model(path, compile=False)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in loaded.layers)
+    want = keras.ops.convert_to_numpy(model(x, training=False))
+    got = keras.ops.convert_to_numpy(loaded(x, training=False))
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()

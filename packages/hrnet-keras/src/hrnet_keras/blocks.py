@@ -27,6 +27,21 @@ def torch_prefix(name):
     return name.replace(SEPARATOR, ".")
 
 
+def batchnorm_name(conv):
+    """The name of the BatchNorm that `conv_bn` puts after the conv named `conv` (layer
+    names or torch prefixes): mmpretrain's `conv1` -> `bn1`, `conv` -> `bn`, `0` -> `1`
+    in the last part; None for names outside these patterns."""
+    sep = SEPARATOR if SEPARATOR in conv else "."
+    head, _, last = conv.rpartition(sep)
+    if last.startswith("conv") and last[4:].isdigit() or last == "conv":
+        last = "bn" + last[4:]
+    elif last == "0":
+        last = "1"
+    else:
+        return None
+    return head + sep + last if head else last
+
+
 def channel_axis():
     return -1 if keras.config.image_data_format() == "channels_last" else 1
 
@@ -35,8 +50,11 @@ def conv_bn(x, filters, kernel_size, *, conv, bn, strides=1, relu=True):
     """Conv (no bias) + BatchNorm (+ ReLU), padded like torch's `padding=k//2`.
 
     Keras' `padding="same"` pads bottom/right only for stride 2, so stride-2
-    convs pad one pixel on every side explicitly and run `valid`.
+    convs pad one pixel on every side explicitly and run `valid`. `bn` must be
+    `batchnorm_name(conv)`: the pair is known by its names (BatchNorm folding).
     """
+    if bn != batchnorm_name(conv):
+        raise ValueError(f"conv_bn: BatchNorm {bn!r} is not batchnorm_name({conv!r})")
     padding = "same"
     if strides != 1 and kernel_size > 1:
         x = layers.ZeroPadding2D(kernel_size // 2, name=layer_name(f"{conv}.pad"))(x)

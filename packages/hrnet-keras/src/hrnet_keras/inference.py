@@ -2,7 +2,7 @@
 
 `fold_batchnorm(model)` returns a twin in which every BatchNorm that follows a
 Conv2D is folded into that conv (kernel scaled per output channel, a bias
-added) and replaced by a pass-through: fewer ops per image, the same logits up
+added) and replaced by `keras.layers.Identity`: fewer ops per image, the same logits up
 to float rounding. With `data_format="channels_first"` the twin also computes
 in NCHW inside (its input and output stay those of `model`), which spares the
 torch backend a layout permute around every conv. Fold after loading weights;
@@ -14,26 +14,27 @@ as torch's own functions. `optimize_for_inference(model)` is both,
 with the layout that is fastest on the current backend.
 """
 
+import warnings
+
 import keras
 import numpy as np
 
+from hrnet_keras.blocks import batchnorm_name
 
-@keras.saving.register_keras_serializable(package="hrnet_keras")
-class FoldedBatchNorm(keras.layers.Layer):
-    """Stands where a folded BatchNorm stood: passes its input through."""
-
-    def call(self, inputs, training=None, mask=None):
-        return inputs
+# The Keras release whose private graph walk `graph_runner` was tested with.
+TESTED_KERAS = "3.15.1"
 
 
 def _conv_bn_pairs(model):
-    """{conv layer name: BatchNorm layer} for each BatchNorm fed directly by a Conv2D."""
+    """{conv layer name: BatchNorm layer} for each conv/BatchNorm pair that `conv_bn`
+    built, known by their names (`blocks.batchnorm_name`)."""
+    by_name = {layer.name: layer for layer in model.layers}
     pairs = {}
     for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            producer = layer.input._keras_history.operation
-            if isinstance(producer, keras.layers.Conv2D):
-                pairs[producer.name] = layer
+        if isinstance(layer, keras.layers.Conv2D):
+            bn = by_name.get(batchnorm_name(layer.name))
+            if isinstance(bn, keras.layers.BatchNormalization):
+                pairs[layer.name] = bn
     return pairs
 
 
@@ -53,8 +54,12 @@ def _model_data_format(model):
 def fold_batchnorm(model, data_format=None):
     """A copy of `model` with each Conv2D + BatchNorm pair folded into one conv.
 
-    `data_format`: the twin's internal layout (default: the model's). The twin
-    takes and returns tensors in the model's own layout either way.
+    Built with `keras.models.clone_model`: the conv gets a bias, the BatchNorm
+    becomes a `keras.layers.Identity` of the same name, so the twin is a plain
+    Keras model (it saves and loads without hrnet_keras). `data_format`: the
+    twin's internal layout (default: the model's). The twin takes and returns
+    tensors in the model's own layout either way (a `Permute` after its input
+    and before each 4-D output).
     """
     source_format = _model_data_format(model)
     data_format = data_format or source_format
@@ -68,7 +73,7 @@ def fold_batchnorm(model, data_format=None):
 
     def clone(layer):
         if layer.name in folded_bns:
-            return FoldedBatchNorm(name=layer.name)
+            return keras.layers.Identity(name=layer.name)
         config = layer.get_config()
         if layer.name in pairs:
             config["use_bias"] = True
@@ -78,15 +83,34 @@ def fold_batchnorm(model, data_format=None):
             config["axis"] = 1 if data_format == "channels_first" else -1
         return layer.__class__.from_config(config)
 
-    to_inner, to_outer = _permutes(data_format) if relayout else (None, None)
     inputs = keras.Input(
         batch_shape=model.input.shape, dtype=model.input.dtype, name=model.input.name
     )
-    x = keras.layers.Permute(to_inner, name="to_" + data_format)(inputs) if relayout else inputs
-    outputs = model._run_through_graph(x, operation_fn=clone)
-    if relayout and len(outputs.shape) == 4:
-        outputs = keras.layers.Permute(to_outer, name="to_" + source_format)(outputs)
-    twin = keras.Model(inputs, outputs, name=model.name)
+    inner = inputs
+    if relayout:
+        to_inner, to_outer = _permutes(data_format)
+        inner = keras.layers.Permute(to_inner, name="to_" + data_format)(inputs)
+
+    def call(layer, *args, **kwargs):
+        """clone_model's hook: the Permute goes in first; an Identity takes no BN options."""
+        args = keras.tree.map_structure(lambda x: inner if x is inputs else x, args)
+        if layer.name in folded_bns:
+            kwargs = {}
+        return layer(*args, **kwargs)
+
+    twin = keras.models.clone_model(
+        model, input_tensors=inputs, clone_function=clone, call_function=call
+    )
+    if relayout:
+        outputs = keras.tree.map_structure(
+            lambda y: (
+                keras.layers.Permute(to_outer, name=f"{y.name}_to_{source_format}")(y)
+                if len(y.shape) == 4
+                else y
+            ),
+            twin.outputs if isinstance(model.output, list) else twin.output,
+        )
+        twin = keras.Model(inputs, outputs, name=model.name)
 
     for layer in model.layers:
         if not layer.weights or layer.name in folded_bns:
@@ -103,13 +127,9 @@ def fold_batchnorm(model, data_format=None):
             for w in (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)
         )
         scale = gamma / np.sqrt(var + bn.epsilon)
+        # HWIO in either layout: the last axis is the output channel
         target.set_weights(
-            [
-                (kernel * scale).astype(
-                    "float32"
-                ),  # HWIO in either layout: scales the output channel
-                ((bias - mean) * scale + beta).astype("float32"),
-            ]
+            [(kernel * scale).astype("float32"), ((bias - mean) * scale + beta).astype("float32")]
         )
     return twin
 
@@ -119,6 +139,25 @@ def _permutes(data_format):
     if data_format == "channels_first":
         return (3, 1, 2), (2, 3, 1)
     return (2, 3, 1), (3, 1, 2)
+
+
+def graph_runner(model, operation_fn):
+    """`f(x)`: `model`'s layer graph run on `x` with each layer's computation replaced by
+    `operation_fn(layer)`.
+
+    Keras has no public API for this: it is the private graph walk of
+    `keras.Model` (functional), used only on the Keras version it was tested with (`TESTED_KERAS`). On any
+    other version `f` is the plain model call (same outputs, slower), with a
+    warning.
+    """
+    if keras.__version__ != TESTED_KERAS:
+        warnings.warn(
+            f"hrnet_keras.inference: Keras {keras.__version__} is not the tested "
+            f"{TESTED_KERAS}; running the plain model call instead of the lowered graph",
+            stacklevel=2,
+        )
+        return lambda x: model(x, training=False)
+    return lambda x: model._run_through_graph(x, operation_fn=operation_fn)
 
 
 def inference_function(model, *, from_uint8=False, top_k=None, to_numpy=True):
@@ -178,9 +217,7 @@ def inference_function(model, *, from_uint8=False, top_k=None, to_numpy=True):
         import torch
 
         lowered = {layer.name: _torch_op(layer) for layer in model.layers}
-        forward = around(
-            lambda x: model._run_through_graph(x, operation_fn=lambda layer: lowered[layer.name])
-        )
+        forward = around(graph_runner(model, lambda layer: lowered[layer.name]))
 
         def run(x):
             with torch.inference_mode():
@@ -201,7 +238,7 @@ def _torch_op(layer):
     config = layer.get_config()
     nchw = config.get("data_format") == "channels_first"
     activation = _torch_activation(getattr(layer, "activation", None))
-    if isinstance(layer, FoldedBatchNorm):
+    if isinstance(layer, layers.Identity):
         return lambda x, **kwargs: x
     if isinstance(layer, layers.Permute):
         dims = (0, *config["dims"])

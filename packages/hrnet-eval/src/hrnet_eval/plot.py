@@ -1,0 +1,91 @@
+"""results.png / results.svg: Top-1 against GFLOPs, published and measured, as the paper draws it.
+
+`write_plot(rows, output)` takes the rows of results.json (`results.make_row`) and writes both
+files into `output` with matplotlib's Agg backend (no display needed). Each row is a published
+point (filled) and, where images were evaluated, a measured point (hollow) joined to it; rows
+whose weights are not the published files (seeded random init, as `--demo` uses) are drawn
+grey and labelled "(not the published weights)".
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+SIZE_INCHES = (8.0, 5.0)
+DPI = 150
+UNPUBLISHED = "(not the published weights)"
+
+
+def published_weights(row):
+    """False for rows evaluated with weights other than the published files: a
+    `published_weights` field when the row has one, else seeded initialisers
+    (`keras-init-seed-N`, the demo's weights)."""
+    if "published_weights" in row:
+        return bool(row["published_weights"])
+    return not str(row.get("weights", "")).startswith("keras-init")
+
+
+def _label(name):
+    """hrnet-w18-ssld -> HRNet-W18 (ssld)."""
+    parts = name.split("-")
+    return f"HRNet-{parts[1].upper()}" + (f" ({'-'.join(parts[2:])})" if len(parts) > 2 else "")
+
+
+def figure(rows, title="HRNet on ImageNet-1k: Top-1 against GFLOPs"):
+    """The matplotlib Figure for `rows` (not saved)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=SIZE_INCHES, dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    drawn = set()
+
+    def point(x, y, label, **style):
+        ax.plot([x], [y], linestyle="none", label=None if label in drawn else label, **style)
+        drawn.add(label)
+
+    for row in rows:
+        gflops = row["flops"] / 1e9
+        published = published_weights(row)
+        colour = "tab:blue" if published else "tab:gray"
+        point(gflops, row["published_top1"], "published", marker="o", color="tab:blue", ms=7)
+        text = _label(row["name"])
+        if row.get("top1") is not None:
+            label = "measured" if published else f"measured {UNPUBLISHED}"
+            point(gflops, row["top1"], label, marker="s", mfc="white", mec=colour, mew=1.8, ms=7)
+            ax.plot([gflops] * 2, [row["published_top1"], row["top1"]], ":", color=colour, lw=1)
+            if not published:
+                text += f"\n{UNPUBLISHED}"
+        ax.annotate(
+            text,
+            (gflops, row["published_top1"]),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=7,
+        )
+    ax.set_xlabel("GFLOPs (multiply-adds, 224x224)")
+    ax.set_ylabel("ImageNet-1k Top-1 (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if rows:
+        ax.legend(loc="best", fontsize=8)
+    return fig
+
+
+def write_plot(rows, output):
+    """Write `results.png` and `results.svg` for `rows` into `output`; returns their paths."""
+    import matplotlib
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    fig = figure(rows)
+    paths = (output / "results.png", output / "results.svg")
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text in the SVG
+        for path in paths:
+            fd, tmp = tempfile.mkstemp(prefix="." + path.name, dir=output)
+            with os.fdopen(fd, "wb") as f:
+                fig.savefig(f, format=path.suffix[1:])
+            os.replace(tmp, path)
+    return paths

@@ -1,0 +1,220 @@
+"""Export a row of the table for serving, through Keras' own `model.export`.
+
+    python -m hrnet_keras.export hrnet-w18 --format onnx --weights W --out DIR
+    python -m hrnet_keras.export hrnet-w18 --format keras --fold-batchnorm --out DIR
+
+Formats: `saved_model` (TF Serving), `onnx` (ONNX Runtime) and `litert` (LiteRT,
+formerly TFLite) export from the TensorFlow backend; `openvino` (OpenVINO IR)
+from any backend Keras exports it from; `keras` (a `.keras` file) from any.
+The artifact takes NHWC float32 images, normalised as `preprocess_input` does,
+any batch size (the ONNX, SavedModel, OpenVINO and LiteRT signatures leave the
+batch dynamic), and returns logits (`--softmax`: probabilities).
+`--fold-batchnorm` folds every BatchNorm into its conv first; a folded `.keras`
+has `keras.layers.Identity` where the BatchNorms stood and loads with plain
+`keras.models.load_model`, without hrnet_keras.
+
+`load_exported(path)` runs an artifact with its own runtime (TensorFlow,
+onnxruntime, OpenVINO, ai-edge-litert, Keras).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+# format: (Keras' name for it, file suffix, backends Keras exports it from)
+FORMATS = {
+    "saved_model": ("tf_saved_model", "_saved_model", ("tensorflow",)),
+    "onnx": ("onnx", ".onnx", ("tensorflow",)),
+    "openvino": ("openvino", ".xml", ("tensorflow", "jax", "torch", "openvino")),
+    "litert": ("litert", ".tflite", ("tensorflow",)),
+    "keras": (None, ".keras", ("tensorflow", "jax", "torch", "openvino")),
+}
+IMAGE_SIZE = 224
+
+
+class ExportError(ValueError):
+    """An export this process cannot do (wrong backend, unknown format)."""
+
+
+def _backend():
+    import keras
+
+    return keras.backend.backend()
+
+
+def check_backend(format):
+    """Raise ExportError unless this process's Keras backend exports `format`."""
+    if format not in FORMATS:
+        raise ExportError(f"unknown format {format!r}; use one of: {', '.join(FORMATS)}")
+    backends = FORMATS[format][2]
+    if _backend() not in backends:
+        raise ExportError(
+            f"--format {format} exports from the {' or '.join(backends)} backend, not "
+            f"{_backend()}: run with KERAS_BACKEND={backends[0]}"
+        )
+
+
+def artifact_path(out, name, format, fold_batchnorm=False):
+    """Where `export_model` writes row `name` in `format` under the folder `out`."""
+    stem = name + ("-folded" if fold_batchnorm else "")
+    return Path(out) / (stem + FORMATS[format][1])
+
+
+def export_model(
+    name,
+    format,
+    out,
+    *,
+    weights="imagenet",
+    fold_batchnorm=False,
+    softmax=False,
+    image_size=IMAGE_SIZE,
+    verbose=False,
+):
+    """Build row `name` with `weights` (see `create_model`), export it in `format` under the
+    folder `out`, and return the artifact's path (a folder for `saved_model`)."""
+    check_backend(format)
+    import keras
+
+    from hrnet_keras import create_model
+    from hrnet_keras.inference import fold_batchnorm as fold
+
+    model = create_model(
+        name,
+        weights=weights,
+        input_shape=(image_size, image_size, 3),
+        classifier_activation="softmax" if softmax else None,
+    )
+    if fold_batchnorm:
+        model = fold(model)
+    path = artifact_path(out, name, format, fold_batchnorm)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keras_format = FORMATS[format][0]
+    if keras_format is None:
+        model.save(str(path))
+        return path
+    signature = [
+        keras.InputSpec(shape=(None, image_size, image_size, 3), dtype="float32", name="images")
+    ]
+    model.export(str(path), format=keras_format, input_signature=signature, verbose=verbose)
+    return path
+
+
+def load_exported(path, *, threads=None, precision="f32"):
+    """`f(images) -> outputs as NumPy` running the artifact at `path` with its own runtime,
+    chosen by the path: a SavedModel folder (TensorFlow), `.onnx` (onnxruntime), `.xml`
+    (OpenVINO, `precision` its inference precision hint: "f32", or "bf16" / None for the
+    CPU's default, which is bf16 on CPUs with AMX), `.tflite` (ai-edge-litert), `.keras`
+    (Keras). `threads`: the runtime's intra-op threads (default: its own choice)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no exported model at {path}")
+    if path.is_dir():
+        import tensorflow as tf
+
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        loaded = tf.saved_model.load(str(path))  # keep it: its functions hold its variables
+        return lambda x: loaded.serve(tf.constant(x, tf.float32)).numpy()
+    if path.suffix == ".onnx":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda x: session.run(None, {name: np.asarray(x, np.float32)})[0]
+    if path.suffix == ".xml":
+        import openvino as ov
+
+        config = {}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        if precision:
+            config["INFERENCE_PRECISION_HINT"] = precision
+        compiled = ov.Core().compile_model(str(path), "CPU", config)
+        return lambda x: compiled(np.asarray(x, np.float32))[0]
+    if path.suffix == ".tflite":
+        return _litert_runner(path, threads)
+    if path.suffix == ".keras":
+        import keras
+
+        model = keras.models.load_model(str(path), compile=False)
+        return lambda x: keras.ops.convert_to_numpy(model(x, training=False))
+    raise ValueError(
+        f"{path}: not an exported model (a SavedModel folder, .onnx, .xml, .tflite or .keras)"
+    )
+
+
+def _litert_runner(path, threads):
+    from ai_edge_litert.interpreter import Interpreter
+
+    options = {"num_threads": threads} if threads else {}
+    interpreter = Interpreter(model_path=str(path), **options)
+    source, result = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    shape = [None]
+
+    def run(x):
+        x = np.asarray(x, np.float32)
+        if shape[0] != x.shape:  # the batch is dynamic: size the tensors for this one
+            interpreter.resize_tensor_input(source["index"], x.shape)
+            interpreter.allocate_tensors()
+            shape[0] = x.shape
+        interpreter.set_tensor(source["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(result["index"])
+
+    return run
+
+
+def main(argv=None):
+    from hrnet_keras.configs import PRESETS, get_preset
+
+    parser = argparse.ArgumentParser(
+        prog="python -m hrnet_keras.export",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Rows: " + ", ".join(PRESETS),
+    )
+    parser.add_argument("name", help="a row of the table, e.g. hrnet-w18")
+    parser.add_argument("--format", required=True, choices=list(FORMATS))
+    parser.add_argument(
+        "--weights",
+        default="imagenet",
+        help="'imagenet' (the row's published checkpoint, the default), a row name, a "
+        ".weights.h5/.keras/.pth/.safetensors file, or 'none' (random init)",
+    )
+    parser.add_argument(
+        "--fold-batchnorm", action="store_true", help="fold each BatchNorm into its conv first"
+    )
+    parser.add_argument("--softmax", action="store_true", help="output probabilities, not logits")
+    parser.add_argument("--image-size", type=int, default=IMAGE_SIZE, help="default: 224")
+    parser.add_argument("--out", required=True, help="output folder")
+    args = parser.parse_args(argv)
+    if args.image_size % 32:
+        parser.error(f"--image-size {args.image_size} is not a multiple of 32")
+    weights = None if args.weights.lower() == "none" else args.weights
+    try:
+        get_preset(args.name)
+        path = export_model(
+            args.name,
+            args.format,
+            args.out,
+            weights=weights,
+            fold_batchnorm=args.fold_batchnorm,
+            softmax=args.softmax,
+            image_size=args.image_size,
+        )
+    except (ExportError, ValueError, FileNotFoundError, ImportError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"python -m hrnet_keras.export: error: {message}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} ({args.format}, Keras backend {_backend()})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
