@@ -4,18 +4,38 @@ import numpy as np
 from PIL import Image
 
 from hrnet_eval import plot, results
+from hrnet_eval.spec import ModelSpec
 
 
 def record(end, top1):
-    return {"start": 0, "end": end, "images": end, "top1": top1, "top5": end, "seconds": 1.0, "skipped": []}
+    return {
+        "start": 0,
+        "end": end,
+        "images": end,
+        "top1": top1,
+        "top5": end,
+        "seconds": 1.0,
+        "skipped": [],
+    }
+
+
+def spec(name, weights, published):
+    return ModelSpec(name, weights, "sha256:aa", source_sha256="0c10b180", published=published)
 
 
 def rows():
+    published = [("hrnet-w18", 770, "/w/a.h5"), ("hrnet-w48-ssld", 830, "/w/b.h5")]
     return [
-        results.make_row("hrnet-w18", [record(1000, 770)], backend="jax", weights="/w/a.h5"),
-        results.make_row("hrnet-w48-ssld", [record(1000, 830)], backend="jax", weights="/w/b.h5"),
-        results.make_row("hrnet-w64", [record(8, 1)], backend="jax", weights="keras-init-seed-0"),
-        results.make_row("hrnet-w30", [], backend="jax", weights="/w/c.h5"),  # nothing evaluated
+        *(
+            results.make_row(n, [record(1000, top1)], backend="jax", spec=spec(n, w, True))
+            for n, top1, w in published
+        ),
+        results.make_row(  # the demo's seeded initialisers
+            "hrnet-w64", [record(8, 1)], backend="jax", spec=spec("hrnet-w64", None, False)
+        ),
+        results.make_row(  # nothing evaluated
+            "hrnet-w30", [], backend="jax", spec=spec("hrnet-w30", "/w/c.h5", True)
+        ),
     ]
 
 
@@ -44,4 +64,3 @@ def test_plot_is_written_as_png_and_svg_and_is_not_blank(tmp_path):
 def test_published_weights_follows_the_row():
     w18, _, seeded, _ = rows()
     assert plot.published_weights(w18) and not plot.published_weights(seeded)
-    assert not plot.published_weights({**w18, "published_weights": False})

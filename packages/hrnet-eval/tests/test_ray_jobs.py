@@ -292,5 +292,6 @@ def test_demo_runs_on_its_own_local_cluster(tmp_path, compile_cache):
     document, rows = read_results(out)
     assert document["demo"] is True and rows[W18]["images"] == 8
     assert "MEAN NOTHING" in (out / "results.md").read_text()
+    assert (out / "results.png").stat().st_size > 0 and (out / "results.svg").is_file()
     records = [json.loads(f.read_text()) for f in shard_files(out, W18)]
     assert len(records) == 2 and all(r["worker"]["gpu_ids"] == [] for r in records)

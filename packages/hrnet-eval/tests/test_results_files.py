@@ -72,7 +72,8 @@ def test_rows_merge_counts_beside_published_figures(rows):
 
 
 def test_result_files(rows, tmp_path):
-    md, js, cs = results.write(tmp_path, rows, META)
+    md, js, cs, png, svg = results.write(tmp_path, rows, META)
+    assert (png.name, svg.name) == ("results.png", "results.svg") and png.stat().st_size > 0
     document = json.loads(js.read_text())
     assert document["demo"] is False and document["images"] == 50000
     required = {
@@ -146,7 +147,7 @@ def test_result_files(rows, tmp_path):
 def test_rows_not_from_the_published_file_say_so_everywhere(tmp_path, row_spec, note):
     records = [record(0, 100, 77, 93)]
     row = results.make_row("hrnet-w18", records, backend="jax", spec=row_spec)
-    md, js, cs = results.write(tmp_path, [row], META)
+    md, js, cs, *_ = results.write(tmp_path, [row], META)
     text = md.read_text()
     assert "| HRNet-W18\\* (**unpublished weights**) | 21.30 |" in text
     assert f"- hrnet-w18: unpublished weights, {note}" in text

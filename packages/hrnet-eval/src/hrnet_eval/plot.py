@@ -3,12 +3,10 @@
 `write_plot(rows, output)` takes the rows of results.json (`results.make_row`) and writes both
 files into `output` with matplotlib's Agg backend (no display needed). Each row is a published
 point (filled) and, where images were evaluated, a measured point (hollow) joined to it; rows
-whose weights are not the published files (seeded random init, as `--demo` uses) are drawn
-grey and labelled "(not the published weights)".
+whose weights are not the published files (as `results.make_row` says: other files, or
+the seeded random init of `--demo`) are drawn grey and labelled "(not the published weights)".
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 SIZE_INCHES = (8.0, 5.0)
@@ -17,12 +15,8 @@ UNPUBLISHED = "(not the published weights)"
 
 
 def published_weights(row):
-    """False for rows evaluated with weights other than the published files: a
-    `published_weights` field when the row has one, else seeded initialisers
-    (`keras-init-seed-N`, the demo's weights)."""
-    if "published_weights" in row:
-        return bool(row["published_weights"])
-    return not str(row.get("weights", "")).startswith("keras-init")
+    """Whether the row's weights are the row's published file (`results.make_row`)."""
+    return bool(row["published_weights"])
 
 
 def _label(name):
@@ -78,14 +72,14 @@ def write_plot(rows, output):
     """Write `results.png` and `results.svg` for `rows` into `output`; returns their paths."""
     import matplotlib
 
+    from hrnet_keras.files import atomic_write
+
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     fig = figure(rows)
     paths = (output / "results.png", output / "results.svg")
     with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text in the SVG
         for path in paths:
-            fd, tmp = tempfile.mkstemp(prefix="." + path.name, dir=output)
-            with os.fdopen(fd, "wb") as f:
-                fig.savefig(f, format=path.suffix[1:])
-            os.replace(tmp, path)
+            with atomic_write(path) as tmp:
+                fig.savefig(tmp, format=path.suffix[1:])
     return paths

@@ -202,7 +202,10 @@ def _write_atomic(path, text):
 
 
 def write(output, rows, meta):
-    """Write the three result files into `output`; returns their paths."""
+    """Write the three result files and the plot (results.png / .svg) into `output`;
+    returns their paths."""
+    from hrnet_eval.plot import write_plot
+
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     paths = (output / "results.md", output / "results.json", output / "results.csv")
@@ -214,7 +217,7 @@ def write(output, rows, meta):
     _write_atomic(paths[0], markdown(rows, meta))
     _write_atomic(paths[1], json.dumps(document, indent=2) + "\n")
     _write_atomic(paths[2], csv_text(rows))
-    return paths
+    return (*paths, *write_plot(rows, output))
 
 
 def summary_lines(rows):
