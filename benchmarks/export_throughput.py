@@ -15,7 +15,8 @@ every figure is a ratio against eager PyTorch measured in the same process:
   twin (the `.keras` that `--fold-batchnorm` writes) per backend.
 
 Reduced-precision rows carry their max |logit diff| relative to the fp32 path's largest logit.
-224x224, random weights (speed does not depend on them).
+224x224, random weights (the reference's randomised as the tests do, so that no activation
+is denormal).
 
     .venv/bin/python benchmarks/export_throughput.py [--models hrnet-w18,hrnet-w48]
         [--batch-sizes 1,32] [--runtimes onnxruntime,openvino,litert,keras_tensorflow,...]
@@ -28,6 +29,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -65,7 +67,9 @@ def measure_one(runtime, name, batch, repeats, threads, artifacts, folded_predic
     import reference_model
 
     x = np.random.default_rng(0).standard_normal((batch, 224, 224, 3)).astype("float32")
-    ref = reference_model.build_reference(name)
+    # random weights and BatchNorm statistics keep the activations O(1): the default init
+    # drives deep activations into denormals, which slow eager PyTorch down several-fold
+    ref = reference_model.randomize(reference_model.build_reference(name))
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
 
     def torch_eager():
@@ -105,6 +109,7 @@ def measure_one(runtime, name, batch, repeats, threads, artifacts, folded_predic
             runners[runtime] = lambda: forward(x)
     rates = interleaved_rates(runners, batch, repeats)
     row = {"runtime": runtime, "model": name, "batch": batch, "threads": threads, **rates}
+    row["load_average_1min"] = os.getloadavg()[0]  # eager PyTorch (OpenMP) suffers most
     for label in rates:
         if label != "torch_eager":
             row[f"{label}_vs_eager"] = rates[label] / rates["torch_eager"]
@@ -139,6 +144,8 @@ def main():
         action="store_true",
         help="instead: predict_on_batch of the model and its BatchNorm-folded twin per backend",
     )
+    parser.add_argument("--quiet-below", type=float, default=1.5, help="load average to wait for")
+    parser.add_argument("--max-wait", type=float, default=120, help="seconds to wait for it")
     parser.add_argument("--artifacts", help="folder for the exported models (default: a temp)")
     parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE")
     parser.add_argument(
@@ -173,9 +180,11 @@ def main():
                 argv = [__file__, "--child", runtime, name, batch, "--repeats", str(args.repeats)]
                 argv += ["--threads", str(args.threads), "--artifacts", str(artifacts)]
                 argv += ["--folded-predict"] if args.folded_predict else []
+                waited = wait_for_quiet(args.quiet_below, args.max_wait)
                 row = common.child_row(argv, env, f"{runtime} {name} bs{batch}")
                 if row is None:
                     continue
+                row["waited_for_quiet_s"] = waited
                 rows.append(row)
                 ratios = "  ".join(
                     f"{k.removesuffix('_vs_eager')} {row[k.removesuffix('_vs_eager')]:.2f} img/s "
@@ -184,11 +193,22 @@ def main():
                     if k.endswith("_vs_eager")
                 )
                 print(
-                    f"{name:<10} bs{batch:<3} torch eager {row['torch_eager']:.2f} img/s  {ratios}",
+                    f"{name:<10} bs{batch:<3} torch eager {row['torch_eager']:.2f} img/s  {ratios}"
+                    f"  (load {row['load_average_1min']:.1f})",
                     flush=True,
                 )
     common.write_json(args.json, cpu=cpu_name(), rows=rows)
     return rows
+
+
+def wait_for_quiet(threshold, max_wait):
+    """Wait (at most `max_wait` s) until the 1-minute load average is below `threshold`:
+    eager PyTorch's OpenMP threads slow down several-fold when another process holds a core.
+    Returns the seconds waited."""
+    began = time.monotonic()
+    while os.getloadavg()[0] >= threshold and time.monotonic() - began < max_wait:
+        time.sleep(5)
+    return round(time.monotonic() - began)
 
 
 def cpu_name():
