@@ -2,8 +2,9 @@
 
 Runs the real CLI twice on a private local Ray cluster (2 CPUs), W18 with
 seeded random weights saved as a `.weights.h5`, JPEGs at ImageNet sizes:
-`--workers 1 --cpus-per-worker 1` then `--workers 2 --cpus-per-worker 1`.
-Each worker computes on one thread, so the second run has twice the CPUs.
+`--workers 1` then `--workers 2`, each worker with `--cpus-per-worker 0.75` (so two
+workers leave half a CPU of Ray's resources to the decode tasks) and one compute
+thread, so the second run has twice the cores.
 Reads each run's `results.json` timing: evaluation images/s counts from the
 first worker ready to the last shard; fixed cost is joining the cluster plus
 the first worker's start, weights load and compile. Reference in the same
@@ -34,15 +35,15 @@ def model_only(backend, model, batch, seconds):
     from hrnet_eval.demo import random_spec
     from hrnet_eval.worker import EvalWorker
 
-    worker = EvalWorker(backend, batch_size=batch, decode_threads=1)
-    worker.load(random_spec(model))
+    worker = EvalWorker(backend, batch_size=batch)
+    worker.load([random_spec(model)])
     x = np.random.default_rng(0).integers(0, 256, (batch, 224, 224, 3), dtype="uint8")
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     sys.stdin.readline()  # start together
     began, images = time.perf_counter(), 0
     while time.perf_counter() - began < seconds:
-        worker._predict(x)
+        worker.top5(model, x)
         images += batch
     print(json.dumps({"images_per_second": images / (time.perf_counter() - began)}), flush=True)
 
@@ -119,7 +120,7 @@ def main():
                 "--workers",
                 str(workers),
                 "--cpus-per-worker",
-                "1",
+                "0.75",
                 "--local-cpus",
                 "2",
                 "--batch-size",

@@ -29,6 +29,8 @@ def test_fractions_and_explicit_counts():
     workers, gpus, cpus, _ = sized([(2, 0)], workers=3, gpus=0)
     assert (workers, gpus) == (3, 0.0) and cpus == pytest.approx(1 / 3)
     assert size_workers(None, 0, None, nodes=[(16, 0)], units=9).threads == 8
+    assert size_workers(1, 0, 0.75, nodes=[(2, 0)], units=9).threads == 1  # as asked
+    assert size_workers(1, 0, 3, nodes=[(8, 0)], units=9).threads == 3
 
 
 @pytest.mark.parametrize(

@@ -138,7 +138,7 @@ def size_workers(workers, gpus_per_worker, cpus_per_worker, *, nodes, units):
     the cluster has GPUs, else CPU workers), 1 CPU each: the GPU computes, the other
     CPUs decode. CPU workers: one per 8 CPUs of a node, sharing its CPUs but one, which
     stays for decoding (their compute threads use the whole node: decoding is a small
-    part of a CPU worker's work). Fails if the workers do not fit or leave no CPU free.
+    part of a CPU worker's work; with `cpus_per_worker` given, that many threads). Fails if the workers do not fit or leave no CPU free.
     """
     total_gpus = sum(g for _, g in nodes)
     if gpus_per_worker is None:
@@ -155,7 +155,8 @@ def size_workers(workers, gpus_per_worker, cpus_per_worker, *, nodes, units):
             f"No node has {gpus_per_worker:g} GPUs free for a worker: lower --gpus-per-worker."
         )
     cpus = sum(c for c, _ in slots)
-    if cpus_per_worker is None:
+    explicit = cpus_per_worker is not None
+    if not explicit:
         if gpus_per_worker > 0:
             cpus_per_worker = min(1.0, min(max(c - DECODE_CPUS, c / 2) / n for c, n in slots))
         elif workers:
@@ -182,7 +183,12 @@ def size_workers(workers, gpus_per_worker, cpus_per_worker, *, nodes, units):
             f"{workers} workers of {cpus_per_worker:g} CPUs leave none of the cluster's "
             f"{all_cpus:g} CPUs to decode images: lower --cpus-per-worker or --workers."
         )
-    threads = max(1, int(cpus / wanted)) if gpus_per_worker == 0 else 1
+    if gpus_per_worker > 0:
+        threads = 1
+    elif explicit:  # as many threads as the CPUs asked for
+        threads = max(1, int(cpus_per_worker))
+    else:  # the node's cores, shared by its workers (decoding is a small part of the work)
+        threads = max(1, int(cpus / wanted))
     return Sizing(workers, float(gpus_per_worker), float(cpus_per_worker), threads, decode_cpus)
 
 
