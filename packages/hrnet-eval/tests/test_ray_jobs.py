@@ -183,6 +183,30 @@ def test_three_workers_one_killed_mid_run(ray_head, image_set, tmp_path, compile
         assert len({r["worker"]["pid"] for r in records.values()}) >= 2
 
 
+def test_one_worker_takes_the_row_groups_in_turn(ray_head, image_set, tmp_path, compile_cache):
+    """Fewer workers than row groups, more shards than the decode window holds: the one
+    worker scores its group until the window fills with shards that wait for the other
+    group, then takes that group (no deadlock); every shard is decoded once, counts hold."""
+    out = tmp_path / "out"
+    run = ray_head.submit(
+        *job_args(
+            image_set,
+            out,
+            compile_cache,
+            models=(W18, SSLD),
+            workers=1,
+            gpus_per_worker=1,
+            rows_per_worker=1,
+            shard_size=1,
+        ),
+        timeout=500,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert_counts(out, image_set, (W18, SSLD))
+    for model in (W18, SSLD):
+        assert len(shard_files(out, model)) == 24
+
+
 def test_stopped_job_keeps_shards_and_resumes(ray_head, image_set, tmp_path, compile_cache):
     """`ray job stop` mid-run keeps the finished shards; the same command resumes and
     skips them. One worker, the flat layout with a labels file, shards of 2: same counts."""

@@ -289,18 +289,34 @@ class Scheduler:
                 group = self._choose(slot)
                 if group is None:
                     break
-                if group != slot.group:  # its group ran out: load another
-                    slot.group, slot.ready = group, False
-                    ref = slot.actor.load.remote([self.specs[row] for row in group])
-                    self.inflight[ref] = (slot, slot.generation, LOAD)
+                if group != slot.group:  # its group ran out, or holds up the window
+                    self._load(slot, group)
                     break
                 key = self.queues[group][0]
                 if key not in self.open:  # the decode window has not reached it yet
+                    stuck = self._group_holding_the_window()
+                    if stuck is not None and not self._busy(slot):
+                        self._load(slot, stuck)
                     break
                 self.queues[group].popleft()
                 rows = [row for row in group if row in self.needs[key]]
                 ref = slot.actor.score.remote(rows, *self.open[key].refs)
                 self.inflight[ref] = (slot, slot.generation, (group, key))
+
+    def _load(self, slot, group):
+        slot.group, slot.ready = group, False
+        ref = slot.actor.load.remote([self.specs[row] for row in group])
+        self.inflight[ref] = (slot, slot.generation, LOAD)
+
+    def _group_holding_the_window(self):
+        """With the window full, a group that the oldest open shard waits for and that no
+        worker holds (fewer workers than groups): an idle worker must take it, or no
+        shard would ever close."""
+        if len(self.open) < self.max_open:
+            return None
+        held = {s.group for s in self.slots}
+        waiting = self.open[min(self.open)].waiting
+        return next((g for g in self.groups if g in waiting and g not in held), None)
 
     def _work_left(self, group):
         per_image = sum(self.work_per_image.get(row, 1) for row in group)
