@@ -31,14 +31,14 @@ def content_stamp(items):
     return digest.hexdigest()
 
 
-def unit_key(dataset, start, end, spec, backend):
-    """What a stored shard must have been made from to be reused."""
+def shard_key(dataset, start, end, backend):
+    """What a stored shard must have been made from to be reused, but the weights
+    (`plan` adds each row's)."""
     from hrnet_keras.configs import TEST_PIPELINE
 
     return {
         "data": dataset.fingerprint(start, end),
         "files": content_stamp(dataset.items[start:end]),
-        "weights": spec.key,
         "backend": backend,
         # As stored: JSON turns the pipeline's tuples into lists.
         "preprocessing": json.loads(json.dumps(dataclasses.asdict(TEST_PIPELINE))),
@@ -59,15 +59,15 @@ def plan(models, dataset, store, specs, backend, shard_size, skip_corrupt):
     why stored shards were not reused)."""
     done, pending, keys = {}, {}, {}
     redo = collections.Counter()
-    ranges = shards(len(dataset), shard_size)
-    stamps = {}
+    shard_keys = {
+        (start, end): shard_key(dataset, start, end, backend)
+        for start, end in shards(len(dataset), shard_size)
+    }  # each image file is stat'ed once, whatever the number of rows
     for model in models:
         done[model], pending[model] = [], []
-        for start, end in ranges:
+        for (start, end), key in shard_keys.items():
             unit = Unit(model, start, end)
-            if (start, end) not in stamps:
-                stamps[start, end] = unit_key(dataset, start, end, specs[model], backend)
-            keys[unit] = {**stamps[start, end], "weights": specs[model].key}
+            keys[unit] = {**key, "weights": specs[model].key}
             record, mismatch = store.lookup(unit, keys[unit])
             if record is not None and record["skipped"] and not skip_corrupt:
                 record, mismatch = None, "it skipped images (no --skip-corrupt now)"
@@ -106,7 +106,8 @@ def rows_per_worker(args, sizing, nodes_memory):
         return len(args.models)
     budget = 0.8 * nodes_memory / max(1, sizing.workers)
     used, fit = 2.2 * 2**30, 0
-    for model in sorted(args.models, key=lambda m: get_preset(m).params):
+    # Largest rows first: any group of `fit` rows then fits, whichever rows it holds.
+    for model in sorted(args.models, key=lambda m: get_preset(m).params, reverse=True):
         used += 6 * 4 * get_preset(model).params
         if used > budget:
             break

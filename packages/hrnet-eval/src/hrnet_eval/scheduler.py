@@ -44,13 +44,8 @@ class Slot:
 class Shard:
     """An open shard: its decoded chunks (object refs) and the groups yet to score it."""
 
-    start: int
-    end: int
     refs: list
     waiting: set
-
-    def __str__(self):
-        return f"shard {self.start:08d}-{self.end:08d}"
 
 
 def one_line(exc):
@@ -193,7 +188,7 @@ class Scheduler:
                 self._decode.remote(self.items[s:e], self.skip_corrupt) for s, e in chunks(*key)
             ]
             waiting = {g for g in self.groups if set(g) & self.needs[key]}
-            self.open[key] = Shard(*key, refs, waiting)
+            self.open[key] = Shard(refs, waiting)
 
     def _start(self, slot):
         """Give `slot` a new actor and have it load the group it should take."""
