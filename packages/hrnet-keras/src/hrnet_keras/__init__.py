@@ -4,34 +4,37 @@
     model = hrnet_keras.create_model("hrnet-w18", weights="imagenet")
     x = hrnet_keras.preprocess_input(hrnet_keras.load_image("cat.jpg")[None])
     hrnet_keras.decode_predictions(model.predict(x))
+
+The package imports lazily (PEP 562): `import hrnet_keras` and its data modules
+(`configs`, `files`, `preprocessing`'s image loading) load no Keras; the first use of a
+model name (`create_model`, `HRNetW18`, ...) imports Keras and its backend.
 """
 
-from hrnet_keras.configs import list_models
-from hrnet_keras.model import (
-    HRNetW18,
-    HRNetW30,
-    HRNetW32,
-    HRNetW40,
-    HRNetW44,
-    HRNetW48,
-    HRNetW64,
-    create_model,
-)
-from hrnet_keras.preprocessing import decode_predictions, load_image, preprocess_input
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "HRNetW18",
-    "HRNetW30",
-    "HRNetW32",
-    "HRNetW40",
-    "HRNetW44",
-    "HRNetW48",
-    "HRNetW64",
-    "create_model",
-    "decode_predictions",
-    "list_models",
-    "load_image",
-    "preprocess_input",
-]
+# public name -> module that defines it
+_EXPORTS = {
+    "list_models": "configs",
+    "create_model": "model",
+    **{f"HRNetW{w}": "model" for w in (18, 30, 32, 40, 44, 48, 64)},
+    "decode_predictions": "preprocessing",
+    "load_image": "preprocessing",
+    "preprocess_input": "preprocessing",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hrnet_keras' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"hrnet_keras.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
