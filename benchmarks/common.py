@@ -13,11 +13,16 @@ CLASSES = ("n01440764", "n02123045", "n03773504", "n07920052")
 PHOTOS = ("chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png", "motorcycle_left.png")
 
 
-def write_jpegs(dest, n, seed=0, processes=1):
+QUALITIES = (75, 85, 90, 95)  # of the mixed set, in turn
+GRAY_EVERY, CMYK_EVERY = 97, 211  # of the mixed set: every 97th image grayscale, 211th CMYK
+
+
+def write_jpegs(dest, n, seed=0, processes=1, mixed=False):
     """`n` JPEGs at ImageNet validation sizes (quality 90) in class folders under `dest`,
-    cut from scikit-image's photos, written by `processes` processes; returns `dest`."""
+    cut from scikit-image's photos, written by `processes` processes; returns `dest`.
+    `mixed`: qualities 75/85/90/95 in turn, every 97th image grayscale, every 211th CMYK."""
     dest = Path(dest)
-    jobs = [(dest, i, seed) for i in range(n)]
+    jobs = [(dest, i, seed, mixed) for i in range(n)]
     if processes > 1:
         import multiprocessing
 
@@ -34,7 +39,7 @@ def _write_jpeg(job):
     import skimage.data
     from PIL import Image
 
-    dest, i, seed = job
+    dest, i, seed, mixed = job
     path = dest / CLASSES[i % len(CLASSES)] / f"ILSVRC2012_val_{i + 1:08d}.JPEG"
     if path.is_file():
         return
@@ -45,7 +50,15 @@ def _write_jpeg(job):
         w, h = photo.size
         left, top = int(rng.integers(0, w // 4)), int(rng.integers(0, h // 4))
         crop = photo.crop((left, top, left + 3 * w // 4, top + 3 * h // 4))
-        crop.resize(SIZES[i % len(SIZES)], Image.BILINEAR).save(path, "JPEG", quality=90)
+        image = crop.resize(SIZES[i % len(SIZES)], Image.BILINEAR)
+        quality = 90
+        if mixed:
+            quality = QUALITIES[i % len(QUALITIES)]
+            if i % GRAY_EVERY == GRAY_EVERY - 1:
+                image = image.convert("L")
+            elif i % CMYK_EVERY == CMYK_EVERY - 1:
+                image = image.convert("CMYK")
+        image.save(path, "JPEG", quality=quality)
 
 
 def write_random_weights(name, weights_dir, seed=0):

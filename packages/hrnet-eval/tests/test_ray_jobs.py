@@ -137,9 +137,9 @@ def test_job_reproduces_reference_counts(ray_head, image_set, tmp_path, compile_
 
 
 def test_three_workers_one_killed_mid_run(ray_head, image_set, tmp_path, compile_cache):
-    """3 workers on half a GPU each, each holding both rows, another shard and batch size;
-    one worker is killed inside a shard: its shards are redone by another worker, counted
-    once, same counts."""
+    """3 workers on half a GPU each, each holding both rows, another shard and batch size
+    (programs built anew for it); one worker is killed inside a shard: its shards are
+    redone by another worker, counted once, same counts."""
     out = tmp_path / "out"
     args = job_args(
         image_set,
@@ -172,14 +172,19 @@ def test_three_workers_one_killed_mid_run(ray_head, image_set, tmp_path, compile
     assert victim is not None, "no worker was caught inside a shard:\n" + stdout
     assert job.returncode == 0, stdout
     assert "3 worker(s) (0.5 GPU" in stdout
-    lost = re.search(r"died during hrnet-w18, hrnet-w18-ssld shard (\d{8}-\d{8})", stdout)
+    # Rows score as soon as each is ready: the killed call held one row or both.
+    lost = re.search(
+        r"died during (hrnet-w18(?:-ssld)?(?:, hrnet-w18-ssld)?) shard (\d{8}-\d{8})", stdout
+    )
     assert lost, stdout
+    lost_rows, lost_shard = lost.group(1).split(", "), lost.group(2)
     assert_counts(out, image_set, (W18, SSLD))
     for model in (W18, SSLD):
         assert_predictions(out, image_set, model)
         records = {f.stem: json.loads(f.read_text()) for f in shard_files(out, model)}
         assert len(records) == 12 and sum(r["images"] for r in records.values()) == 24
-        assert records[lost.group(1)]["worker"]["pid"] != victim  # redone by another worker
+        if model in lost_rows:  # redone by another worker
+            assert records[lost_shard]["worker"]["pid"] != victim
         assert len({r["worker"]["pid"] for r in records.values()}) >= 2
 
 

@@ -30,15 +30,18 @@ class StubWorker(EvalWorker):
         super().__init__(*args, **kwargs)
         self.batch_shapes = []
 
-    def _classifier(self, spec):
+    def _classifier(self, spec, group_specs):
         shift = 0.5 * SPECS.index(spec)
 
         def classify(batch):
             self.batch_shapes.append(batch.shape)
             logits = stub_logits(batch.astype("float64"), shift)
-            return np.argsort(-logits, axis=1, kind="stable")[:, :5]
+            if spec.key == "nan":  # broken weights: the first image's logits are NaN
+                logits[0] = np.nan
+            top5 = np.argsort(-logits, axis=1, kind="stable")[:, :5]
+            return top5, np.isfinite(logits).all(axis=1)
 
-        return classify
+        return classify, "stub", [], {}
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +78,11 @@ def test_decode_keeps_order_and_chunks_join_back(flat_items):
 
 
 def test_shards_chunks_and_batches_do_not_change_results(flat_items):
-    whole = StubWorker("jax", batch_size=5)
-    whole.load(SPECS[:1])
+    whole = StubWorker(backend="jax", batch_size=5)
+    whole.load(SPECS[0])
     whole = score(whole, flat_items, chunk=10)
-    pieces = StubWorker("jax", batch_size=3)
-    pieces.load(SPECS[:1])
+    pieces = StubWorker(backend="jax", batch_size=3)
+    pieces.load(SPECS[0])
     parts = [score(pieces, flat_items[s : s + 7], chunk=2) for s in range(0, 24, 7)]
     got = whole["rows"]["hrnet-w18"]
     assert got["top5_classes"] == [t for p in parts for t in p["rows"]["hrnet-w18"]["top5_classes"]]
@@ -95,18 +98,17 @@ def test_shards_chunks_and_batches_do_not_change_results(flat_items):
 
 
 def test_one_decode_serves_every_row(flat_items):
-    worker = StubWorker("jax", batch_size=4)
-    info = worker.load(SPECS)
-    assert info["rows"] == ["hrnet-w18", "hrnet-w30"] and set(info["load_seconds"]) == set(
-        info["rows"]
-    )
+    worker = StubWorker(backend="jax", batch_size=4)
+    infos = [worker.load(spec, SPECS) for spec in SPECS]
+    assert [info["row"] for info in infos] == ["hrnet-w18", "hrnet-w30"]
+    assert worker.describe()["rows"] == ["hrnet-w18", "hrnet-w30"]
     result = score(worker, flat_items[:6], rows=("hrnet-w18", "hrnet-w30"))
     assert result["rows"]["hrnet-w18"]["top5_classes"] == expected_top5(flat_items[:6])
     assert result["rows"]["hrnet-w30"]["top5_classes"] == expected_top5(flat_items[:6], 0.5)
     assert (
         result["rows"]["hrnet-w18"]["top5_classes"] != result["rows"]["hrnet-w30"]["top5_classes"]
     )
-    worker.load(SPECS[1:])  # another group: the rows not asked for are dropped
+    worker.load(SPECS[1], SPECS[1:])  # another group: the rows not in it are dropped
     assert list(worker.classifiers) == ["hrnet-w30"]
     with pytest.raises(WorkerError, match="has not loaded hrnet-w18"):
         score(worker, flat_items[:2])
@@ -119,8 +121,8 @@ def test_labels_that_hit(flat_items):
         Item(i.name, top5[k][0] if k < 3 else top5[k][4], i.source)
         for k, i in enumerate(flat_items[:6])
     ]
-    worker = StubWorker("jax", batch_size=4)
-    worker.load(SPECS[:1])
+    worker = StubWorker(backend="jax", batch_size=4)
+    worker.load(SPECS[0])
     result = score(worker, relabelled)["rows"]["hrnet-w18"]
     assert (result["images"], result["top1"], result["top5"]) == (6, 3, 6)
 
@@ -136,8 +138,8 @@ def test_corrupt_image_fails_or_is_skipped(flat_items, tmp_path):
     )
     with pytest.raises(ImageError, match=f"Cannot decode image {broken}"):
         decode(items)
-    worker = StubWorker("jax", batch_size=2)
-    worker.load(SPECS[:1])
+    worker = StubWorker(backend="jax", batch_size=2)
+    worker.load(SPECS[0])
     result = score(worker, items, chunk=4, skip_corrupt=True)
     assert result["rows"]["hrnet-w18"]["images"] == 5
     assert [where for where, _ in result["skipped"]] == [str(broken)]
@@ -146,3 +148,20 @@ def test_corrupt_image_fails_or_is_skipped(flat_items, tmp_path):
     assert clean["rows"]["hrnet-w18"]["top5_classes"] == result["rows"]["hrnet-w18"]["top5_classes"]
     everything_broken = score(worker, items[2:3], skip_corrupt=True)
     assert everything_broken["rows"]["hrnet-w18"]["images"] == 0
+
+
+def test_non_finite_logits_are_named_not_counted_as_predictions(flat_items):
+    """A row whose logits are not all finite reports the images; finite rows report none."""
+    broken = ModelSpec("hrnet-w18", None, "nan")
+    worker = StubWorker(backend="jax", batch_size=3)
+    SPECS.append(broken)
+    try:
+        worker.load(broken, [broken, SPECS[1]])
+        worker.load(SPECS[1], [broken, SPECS[1]])
+        result = score(worker, flat_items[:5], rows=("hrnet-w18", "hrnet-w30"))
+    finally:
+        SPECS.remove(broken)
+    # batches of 3: the first image of each batch is NaN
+    names = [i.name for i in flat_items[:5]]
+    assert result["rows"]["hrnet-w18"]["nonfinite"] == [names[0], names[3]]
+    assert result["rows"]["hrnet-w30"]["nonfinite"] == []

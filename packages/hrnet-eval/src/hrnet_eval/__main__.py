@@ -278,6 +278,10 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    args = parse_args(argv)
+    if args.list:
+        print(list_rows())
+        return 0
     from hrnet_eval import job
     from hrnet_eval.cluster import ClusterError, stop_on_sigterm
     from hrnet_eval.data import DataError
@@ -286,10 +290,6 @@ def main(argv=None):
     from hrnet_eval.scheduler import EvalError
     from hrnet_eval.weights import WeightsError
 
-    args = parse_args(argv)
-    if args.list:
-        print(list_rows())
-        return 0
     kept = f"finished shards are kept in {Path(args.output).resolve() / 'shards'}"
     stop_on_sigterm()
     try:
@@ -298,9 +298,8 @@ def main(argv=None):
         print(f"error: {exc} ({kept}; --skip-corrupt skips unreadable images)", file=sys.stderr)
         return 1
     except (DataError, WeightsError, ClusterError, DemoError, EvalError) as exc:
-        resume = (
-            f" ({kept}; rerun the same command to resume)" if isinstance(exc, EvalError) else ""
-        )
+        resumable = isinstance(exc, EvalError) and not isinstance(exc, job.RowsStopped)
+        resume = f" ({kept}; rerun the same command to resume)" if resumable else ""
         print(f"error: {exc}{resume}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

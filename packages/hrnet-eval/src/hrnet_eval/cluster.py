@@ -95,6 +95,18 @@ def decode_env():
     }
 
 
+def builder_env():
+    """Environment of the tasks that build a worker's programs: JAX on the CPU (they
+    export for the worker's device, and take none of its memory), quiet."""
+    return {
+        "KERAS_BACKEND": "jax",
+        "CUDA_VISIBLE_DEVICES": "",
+        "JAX_PLATFORMS": "cpu",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "TF_ENABLE_ONEDNN_OPTS": "0",
+    }
+
+
 def node_resources():
     """(CPUs, GPUs) of each alive node."""
     import ray

@@ -13,9 +13,14 @@ from pathlib import Path
 from hrnet_eval import cluster, demo, results
 from hrnet_eval.data import DataError, load_dataset, shards
 from hrnet_eval.progress import Progress, format_duration
-from hrnet_eval.scheduler import Scheduler, row_groups
+from hrnet_eval.scheduler import EvalError, Scheduler, row_groups
 from hrnet_eval.store import ShardStore, Unit
 from hrnet_eval.weights import resolve
+
+
+class RowsStopped(EvalError):
+    """Rows that stopped (non-finite logits) while the others finished; results were
+    written for what finished."""
 
 
 def content_stamp(items):
@@ -152,9 +157,11 @@ def run(args, out=print):
         out(f"stored shards not reused: {why}", flush=True)
 
     units_left = sum(len(u) for u in pending.values())
-    timing = {}
+    timing, failed = {}, {}
     if units_left:
-        timing = _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out)
+        timing, failed = _dispatch(
+            args, dataset, specs, done, pending, keys, store, units_left, out
+        )
 
     meta = {
         "data": str(dataset.root),
@@ -166,7 +173,10 @@ def run(args, out=print):
         "banner": banner,
         "timing": timing,
     }
-    rows = [results.make_row(m, done[m], backend=args.backend, spec=specs[m]) for m in args.models]
+    rows = [
+        results.make_row(m, done[m], backend=args.backend, spec=specs[m], failed=failed.get(m))
+        for m in args.models
+    ]
     paths = results.write(output, rows, meta)
     for line in results.summary_lines(rows):
         out(line, flush=True)
@@ -185,6 +195,11 @@ def run(args, out=print):
     )
     if banner:
         out(banner, flush=True)
+    if failed:
+        raise RowsStopped(
+            "; ".join(f"{m}: {why}" for m, why in failed.items())
+            + f" (the other rows' results are in {output})"
+        )
     return rows
 
 
@@ -242,7 +257,15 @@ def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out)
                 )
             },
         },
-        worker_args=(args.backend, args.batch_size),
+        worker_options={
+            "backend": args.backend,
+            "batch_size": args.batch_size,
+            "cache_dir": args.compile_cache,
+            "builder_options": {
+                "num_cpus": 1,
+                "runtime_env": {"env_vars": cluster.builder_env()},
+            },
+        },
         decode_options={
             "num_cpus": sizing.decode_task_cpus,
             "runtime_env": {"env_vars": cluster.decode_env()},
@@ -256,11 +279,14 @@ def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out)
     timing = {"workers": workers, "connect_s": round(connected, 2), **scheduler.timing()}
     if "evaluating_s" in timing:
         out(
-            f"timing: joined the cluster in {timing['connect_s']:.1f} s; workers ready "
-            f"{timing['first_worker_ready_s']:.1f}-{timing['last_worker_ready_s']:.1f} s later "
-            f"(actor start, weights, compile); then {timing['images']} images x rows in "
+            f"timing: joined the cluster in {timing['connect_s']:.1f} s; first row ready "
+            f"{timing['first_worker_ready_s']:.1f} s later, every row "
+            f"{timing['last_worker_ready_s']:.1f} s (actor start, programs built or read, "
+            f"compile); then {timing['images']} images x rows in "
             f"{timing['evaluating_s']:.1f} s = {timing['images_per_second']:.2f} images/s "
-            f"on {workers} worker(s)",
+            f"on {workers} worker(s); {timing['decoded_images']} images decoded, "
+            f"{timing['decoded_twice']} of them a second time",
             flush=True,
         )
-    return timing
+    failed = scheduler.failed
+    return timing, failed

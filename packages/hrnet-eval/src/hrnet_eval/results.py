@@ -43,18 +43,20 @@ def merge(records):
     return total
 
 
-def make_row(name, records, *, backend, spec):
+def make_row(name, records, *, backend, spec, failed=None):
     """One row of results.json: measured figures beside the published ones.
 
     `spec` is the row's `ModelSpec`: which weights, and whether they are the
-    row's published checkpoint.
+    row's published checkpoint. `failed`: why the row stopped before its last
+    shard; it then has no accuracy (its counts cover what was scored).
     """
     from hrnet_keras.configs import TEST_PIPELINE, get_preset
 
     preset = get_preset(name)
     total = merge(records)
     images = total["images"]
-    pct = (lambda hits: round(100.0 * hits / images, 4)) if images else (lambda hits: None)
+    counted = images and not failed
+    pct = (lambda hits: round(100.0 * hits / images, 4)) if counted else (lambda hits: None)
     return {
         "name": name,
         "top1": pct(total["top1_hits"]),
@@ -76,6 +78,7 @@ def make_row(name, records, *, backend, spec):
         "source_sha256": spec.source_sha256,
         "seconds": round(total["seconds"], 3),
         "images_per_second": round(images / total["seconds"], 2) if total["seconds"] else None,
+        "failed": failed,
         "worker_peak_rss_mib": max(
             filter(None, (r.get("worker", {}).get("peak_rss_mib") for r in records)), default=None
         ),
@@ -155,6 +158,10 @@ def markdown(rows, meta):
             "  Weights converted from the published checkpoint record its sha256: "
             "`python -m hrnet_keras.convert --download NAME`."
         )
+    stopped = [row for row in rows if row.get("failed")]
+    if stopped:
+        out += ["", "## Stopped rows: no accuracy", ""]
+        out += [f"- {row['name']}: {row['failed']}" for row in stopped]
     skipped = [(row["name"], s) for row in rows for s in row["skipped"]]
     if skipped:
         out += ["", "## Skipped images (--skip-corrupt)", ""]
@@ -224,6 +231,9 @@ def summary_lines(rows):
     """Short lines for the log: measured vs published per row."""
     lines = []
     for row in rows:
+        if row.get("failed"):
+            lines.append(f"{row['name']}: STOPPED, no accuracy: {row['failed']}")
+            continue
         if row["top1"] is None:
             lines.append(f"{row['name']}: no images evaluated")
             continue

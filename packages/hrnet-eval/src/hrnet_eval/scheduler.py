@@ -1,18 +1,21 @@
 """Dispatch shards to Ray: decode tasks on every CPU, scoring actors holding several rows.
 
-Ray core, in one direction: the driver opens shards in order (a few ahead of the
-workers, so memory stays bounded), each shard's chunks are decoded by Ray tasks
-(one CPU each, anywhere in the cluster), and the chunks' object refs go to the
-workers that score the shard. The requested rows are split into groups of at
-most `rows_per_worker`; a worker loads one group (the one with the most work
-left per worker) and scores each open shard under every row of its group that
-still needs it, so a shard is decoded once for all rows. A unit of work is
-(group, shard); its per-row results go to `on_result` once, when its call
-returns. A worker that dies has its units put back at the front of its group's
-queue (the decoded chunks are kept) and is replaced; a unit that loses its
-worker `max_attempts` times stops the job.
+Ray core, in one direction: the driver keeps a bounded window of decoded shards
+(`hrnet_eval.window`), each shard decoded by Ray tasks (one CPU each, anywhere in
+the cluster), and sends the chunks' object refs to the workers that score it.
+The requested rows are split into groups of at most `rows_per_worker`; a worker
+takes one group (the one with the most work left per worker) and loads its rows
+one call each, concurrently; as soon as one row is ready it scores the open
+shards under the ready rows that still need them, so a shard is decoded once for
+every row that is ready in time. A row that becomes ready after its first shards
+left the window has them decoded again (counted). Each (rows, shard) call's
+per-row results go to `on_result` once. A worker that dies has its shards put
+back (its rows in front) and is replaced; a shard that loses its worker
+`max_attempts` times stops the job. A row whose logits are not all finite stops
+(named in `failed`); the other rows go on.
 """
 
+import bisect
 import collections
 import dataclasses
 import time
@@ -20,9 +23,8 @@ import time
 from hrnet_eval.decode import chunks, decode
 from hrnet_eval.images import ImageError
 from hrnet_eval.store import Unit
+from hrnet_eval.window import DecodeWindow
 from hrnet_eval.worker import EvalWorker
-
-LOAD = None  # the "work" of a loading call
 
 
 class EvalError(RuntimeError):
@@ -31,21 +33,15 @@ class EvalError(RuntimeError):
 
 @dataclasses.dataclass
 class Slot:
-    """A worker position: its current actor (replaced when it dies) and row group."""
+    """A worker position: its current actor (replaced when it dies), row group, and which
+    of the group's rows are loaded or loading."""
 
     index: int
     actor: object = None
     generation: int = 0
-    group: tuple | None = None
-    ready: bool = False
-
-
-@dataclasses.dataclass
-class Shard:
-    """An open shard: its decoded chunks (object refs) and the groups yet to score it."""
-
-    refs: list
-    waiting: set
+    group: tuple = ()
+    loaded: set = dataclasses.field(default_factory=set)
+    loading: set = dataclasses.field(default_factory=set)
 
 
 def one_line(exc):
@@ -75,7 +71,7 @@ class Scheduler:
         work_per_image,
         workers,
         actor_options,
-        worker_args,
+        worker_options,
         decode_options,
         decode_tasks,
         on_result,
@@ -91,7 +87,7 @@ class Scheduler:
         self.work_per_image = work_per_image
         self.workers = workers
         self.actor_options = actor_options
-        self.worker_args = worker_args
+        self.worker_options = worker_options
         self.decode_options = decode_options
         self.on_result = on_result
         self.skip_corrupt = skip_corrupt
@@ -101,53 +97,68 @@ class Scheduler:
         self.max_deaths = 2 * workers + 1
         self.poll_seconds = poll_seconds
         self.stall_seconds = stall_seconds
-        # Which rows each shard still needs; each group's shards in order.
-        needs = collections.defaultdict(set)
-        for units in pending.values():
-            for unit in units:
-                needs[(unit.start, unit.end)].add(unit.model)
-        self.order = sorted(needs)  # shards to open, in data order
-        self.needs = dict(needs)
-        self.groups = [g for g in groups if any(set(g) & n for n in needs.values())]
-        self.queues = {
-            g: collections.deque(s for s in self.order if set(g) & needs[s]) for g in self.groups
-        }
+        # Shards each row has still to be sent (in data order), and rows per shard.
+        self.todo = {row: sorted((u.start, u.end) for u in units) for row, units in pending.items()}
+        self.todo = {row: keys for row, keys in self.todo.items() if keys}
+        self.waiting = collections.defaultdict(set)
+        for row, keys in self.todo.items():
+            for key in keys:
+                self.waiting[key].add(row)
+        self.order = sorted(self.waiting)
+        self.groups = [g for g in groups if any(row in self.todo for row in g)]
         # Open enough shards that every decode task has work and every worker `depth` units.
         shard_size = max((e - s for s, e in self.order), default=1)
         chunks_per_shard = len(chunks(0, shard_size))
-        self.max_open = workers * depth + -(-2 * decode_tasks // chunks_per_shard)
-        self.open = {}  # (start, end) -> Shard
-        self.next_to_open = 0
+        size = workers * depth + -(-2 * decode_tasks // chunks_per_shard)
+        self.window = DecodeWindow(size, self._decode_shard)
+        self.failed = {}  # row -> why it stopped
         self.attempts = collections.Counter()
         self.deaths = 0
         self.slots = []
-        self.inflight = {}  # ObjectRef -> (slot, generation, (group, (start, end)) or LOAD)
+        self.inflight = {}  # ObjectRef -> (slot, generation, ("load", row) | ("score", rows, key))
         self.started = None  # time.monotonic() when the first actor was asked for
-        self.ready_at = []  # seconds after `started` at which each load finished
-        self.load_seconds = []  # {row: seconds to build, fold and compile} of each load
+        self.loads = {}  # row -> its first load's result, with "ready_s" after `started`
         self.finished_at = None  # seconds after `started` of the last result
         self.images = 0  # images scored by this run, summed over rows
+        self.rows = {row for g in self.groups for row in g if row in self.todo}
+        self.all_ready_at = None  # seconds after `started` when every row had loaded once
+        self.images_all_ready = 0  # of `images`, those scored after that
 
     def timing(self):
         """Where the time went: actor start + rows loaded, then evaluation (seconds)."""
-        if not self.ready_at or self.finished_at is None:
-            return {"images": self.images}
-        evaluating = self.finished_at - self.ready_at[0]
-        return {
+        out = {
             "images": self.images,
-            "first_worker_ready_s": round(self.ready_at[0], 2),
-            "last_worker_ready_s": round(max(self.ready_at), 2),
+            "decoded_images": self.window.decoded,
+            "decoded_twice": self.window.decoded_twice,
+        }
+        if not self.loads or self.finished_at is None:
+            return out
+        ready = [load["ready_s"] for load in self.loads.values()]
+        evaluating = self.finished_at - min(ready)
+        steady = None
+        if self.all_ready_at is not None and self.finished_at > self.all_ready_at:
+            steady = self.images_all_ready / (self.finished_at - self.all_ready_at)
+        return {
+            **out,
+            "images_per_second_all_ready": round(steady, 3) if steady else None,
+            "first_worker_ready_s": round(min(ready), 2),
+            "last_worker_ready_s": round(max(ready), 2),
             "evaluating_s": round(evaluating, 2),
             "images_per_second": round(self.images / evaluating, 3) if evaluating > 0 else None,
-            "row_load_seconds": self.load_seconds[0],
+            "row_load_seconds": {row: load["seconds"] for row, load in self.loads.items()},
+            "row_load": {
+                row: {k: load[k] for k in ("seconds", "how", "steps", "ready_s")}
+                for row, load in self.loads.items()
+            },
         }
 
     def run(self):
         """Dispatch until every unit is done; raises `EvalError` or `ImageError` on a failure."""
         import ray
 
-        remote = ray.remote(EvalWorker).options(**self.actor_options)
-        self._new_actor = lambda: remote.remote(*self.worker_args)
+        concurrency = max(map(len, self.groups), default=1) + self.depth + 1
+        remote = ray.remote(EvalWorker).options(max_concurrency=concurrency, **self.actor_options)
+        self._new_actor = lambda: remote.remote(**self.worker_options)
         self._decode = ray.remote(decode).options(**self.decode_options)
         self.started = time.monotonic()
         try:
@@ -155,10 +166,10 @@ class Scheduler:
             for slot in self.slots:
                 self._start(slot)
             last_news = time.monotonic()
-            while any(self.queues.values()) or any(
-                w is not LOAD for *_, w in self.inflight.values()
+            while any(self.todo.values()) or any(
+                w[0] == "score" for *_, w in self.inflight.values()
             ):
-                self._open_shards()
+                self._update_window()
                 self._fill()
                 ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=self.poll_seconds)
                 for ref in ready:
@@ -168,8 +179,8 @@ class Scheduler:
                 elif time.monotonic() - last_news > self.stall_seconds:
                     self.log(
                         f"no worker has finished anything for {self.stall_seconds:.0f} s "
-                        f"({sum(s.ready for s in self.slots)} of {self.workers} ready); "
-                        "waiting for the cluster",
+                        f"({sum(bool(s.loaded) for s in self.slots)} of {self.workers} with a "
+                        "row ready); waiting for the cluster",
                         flush=True,
                     )
                     last_news = time.monotonic()
@@ -177,36 +188,106 @@ class Scheduler:
             for slot in self.slots:
                 if slot.actor is not None:
                     ray.kill(slot.actor)
-            self.open.clear()
+            self.window.clear()
 
-    def _open_shards(self):
-        """Submit the decode tasks of the next shards while fewer than `max_open` are open."""
-        while len(self.open) < self.max_open and self.next_to_open < len(self.order):
-            key = self.order[self.next_to_open]
-            self.next_to_open += 1
-            refs = [
-                self._decode.remote(self.items[s:e], self.skip_corrupt) for s, e in chunks(*key)
-            ]
-            waiting = {g for g in self.groups if set(g) & self.needs[key]}
-            self.open[key] = Shard(refs, waiting)
+    # The decode window: shards needed by ready rows first, then by rows still loading.
+
+    def _decode_shard(self, key):
+        return [self._decode.remote(self.items[s:e], self.skip_corrupt) for s, e in chunks(*key)]
+
+    def _update_window(self):
+        ready = set().union(*(s.loaded for s in self.slots))
+        loading = set().union(*(s.loading for s in self.slots))
+        first, then = [], []
+        for key in self.order:
+            rows = self.waiting[key]
+            if rows & ready:
+                first.append(key)
+                if len(first) >= self.window.size:
+                    break
+            elif rows & loading:
+                then.append(key)
+        self.window.update(first + then, lambda key: bool(self.waiting[key]))
+
+    # Which worker does what.
 
     def _start(self, slot):
         """Give `slot` a new actor and have it load the group it should take."""
         slot.actor = self._new_actor()
-        slot.ready = False
-        slot.group = self._choose(slot)
-        if slot.group is None:  # nothing left to do: an idle worker
-            slot.ready = True
-            return
-        ref = slot.actor.load.remote([self.specs[row] for row in slot.group])
-        self.inflight[ref] = (slot, slot.generation, LOAD)
+        slot.group, slot.loaded, slot.loading = (), set(), set()
+        group = self._choose(slot)
+        if group is not None:
+            self._load_group(slot, group)
+
+    def _load_group(self, slot, group):
+        """Have `slot` load the rows of `group` that still have work, one call each."""
+        slot.group = group
+        slot.loaded &= set(group)
+        rows = [row for row in group if row in self.todo and row not in slot.loaded]
+        specs = [self.specs[row] for row in rows]
+        for row in rows:
+            if row in slot.loading:
+                continue
+            slot.loading.add(row)
+            ref = slot.actor.load.remote(self.specs[row], specs)
+            self.inflight[ref] = (slot, slot.generation, ("load", row))
+
+    def _busy(self, slot, kind=None):
+        return sum(
+            1
+            for s, g, work in self.inflight.values()
+            if s is slot and g == slot.generation and (kind is None or work[0] == kind)
+        )
+
+    def _fill(self):
+        for slot in self.slots:
+            group = self._choose(slot)
+            if group is None:
+                continue
+            if group != slot.group:  # its group ran out: take another once idle
+                if not self._busy(slot, "score"):
+                    self._load_group(slot, group)
+                continue
+            while self._busy(slot, "score") < self.depth:
+                heads = {
+                    row: self.todo[row][0]
+                    for row in slot.loaded
+                    if self.todo.get(row) and self.todo[row][0] in self.window
+                }
+                if not heads:
+                    break
+                key = min(heads.values())
+                rows = tuple(row for row in group if heads.get(row) == key)
+                for row in rows:
+                    self.todo[row].pop(0)
+                    self.waiting[key].discard(row)
+                ref = slot.actor.score.remote(list(rows), *self.window.refs[key])
+                self.inflight[ref] = (slot, slot.generation, ("score", rows, key))
+
+    def _work_left(self, group):
+        return sum(
+            sum(e - s for s, e in self.todo.get(row, ())) * self.work_per_image.get(row, 1)
+            for row in group
+        )
+
+    def _choose(self, slot):
+        """The group this worker should work on next (None: nothing left)."""
+        if slot.group and any(self.todo.get(row) for row in slot.group):
+            return slot.group
+        left = [g for g in self.groups if any(self.todo.get(row) for row in g)]
+        if not left:
+            return None
+        others = collections.Counter(s.group for s in self.slots if s is not slot)
+        return max(left, key=lambda g: self._work_left(g) / (1 + others[g]))
+
+    # Results.
 
     def _collect(self, ref):
         import ray
         from ray.exceptions import RayActorError, RayError, RayTaskError
 
         slot, generation, work = self.inflight.pop(ref)
-        what = f"loading {', '.join(slot.group)}" if work is LOAD else self._describe(work)
+        what = f"loading {work[1]}" if work[0] == "load" else self._describe(work)
         try:
             result = ray.get(ref)
         except RayActorError as exc:
@@ -219,13 +300,15 @@ class Scheduler:
         except RayError as exc:
             raise EvalError(f"{what} failed: {one_line(exc)}") from None
         now = time.monotonic() - self.started
-        if work is LOAD:
-            slot.ready = True
-            self.ready_at.append(now)
-            self.load_seconds.append(result.get("load_seconds", {}))
+        if work[0] == "load":
+            self._loaded(slot, generation, work[1], result, now)
             return
-        group, key = work
-        for row, counts in result["rows"].items():
+        _, rows, key = work
+        for row in rows:
+            counts = result["rows"][row]
+            if counts["nonfinite"]:
+                self._stop_row(row, key, counts["nonfinite"])
+                continue
             record = {
                 **{k: counts[k] for k in ("images", "top1", "top5", "seconds")},
                 "names": result["names"],
@@ -236,36 +319,67 @@ class Scheduler:
             }
             self.on_result(Unit(row, *key), record)
             self.images += key[1] - key[0]
+            if self.all_ready_at is not None:
+                self.images_all_ready += key[1] - key[0]
         self.finished_at = now
-        shard = self.open[key]
-        shard.waiting.discard(group)
-        if not shard.waiting:
-            del self.open[key]  # its decoded chunks leave the object store
+
+    def _loaded(self, slot, generation, row, result, now):
+        if generation != slot.generation:
+            return
+        slot.loading.discard(row)
+        if row not in slot.group:
+            return
+        slot.loaded.add(row)
+        for note in result.get("notes", ()):
+            self.log(f"{row}: {note}", flush=True)
+        self.log(
+            f"{row}: ready on worker {slot.index} in {result['seconds']:.1f} s "
+            f"({result['how']}), {now:.1f} s after the first worker was asked for",
+            flush=True,
+        )
+        self.loads.setdefault(row, {**result, "ready_s": round(now, 2)})
+        if self.all_ready_at is None and self.rows <= set(self.loads):
+            self.all_ready_at = now
+
+    def _stop_row(self, row, key, names):
+        """`row` gave non-finite logits: nothing more of it is counted or sent."""
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        self.failed[row] = (
+            f"non-finite logits (NaN or inf) in shard {key[0]:08d}-{key[1]:08d}, images {shown}: "
+            "its weights are broken; the row stopped and its results are incomplete"
+        )
+        self.log(f"{row}: {self.failed[row]}", flush=True)
+        for other in self.todo.pop(row, ()):
+            self.waiting[other].discard(row)
 
     def _describe(self, work):
-        group, (start, end) = work
-        return f"{', '.join(group)} shard {start:08d}-{end:08d}"
+        _, rows, (start, end) = work
+        return f"{', '.join(rows)} shard {start:08d}-{end:08d}"
 
     def _worker_lost(self, slot, generation, work, exc):
         import ray
 
-        if work is not LOAD:
-            self.attempts[work] += 1
-            if self.attempts[work] >= self.max_attempts:
+        if work[0] == "score":
+            _, rows, key = work
+            self.attempts[key] += 1
+            if self.attempts[key] >= self.max_attempts:
                 raise EvalError(
-                    f"{self._describe(work)} lost its worker {self.attempts[work]} times; "
+                    f"{self._describe(work)} lost its worker {self.attempts[key]} times; "
                     f"giving up (last: {one_line(exc)})."
                 )
-            self.queues[work[0]].appendleft(work[1])
+            for row in rows:
+                if row in self.failed:
+                    continue
+                bisect.insort(self.todo.setdefault(row, []), key)
+                self.waiting[key].add(row)
         if generation != slot.generation:  # the death was already handled
-            self.log(f"{self._describe(work)} requeued (its worker died)", flush=True)
+            if work[0] == "score":
+                self.log(f"{self._describe(work)} requeued (its worker died)", flush=True)
             return
         self.deaths += 1
         if self.deaths > self.max_deaths:
             raise EvalError(f"workers died {self.deaths} times; giving up (last: {one_line(exc)}).")
-        doing = (
-            f"loading {', '.join(slot.group)}" if work is LOAD else f"during {self._describe(work)}"
-        )
+        doing = f"loading {work[1]}" if work[0] == "load" else f"during {self._describe(work)}"
         self.log(
             f"worker {slot.index} died {doing} ({one_line(exc)}); its shards go back in "
             "the queue, starting a new worker",
@@ -274,55 +388,3 @@ class Scheduler:
         ray.kill(slot.actor)
         slot.generation += 1
         self._start(slot)
-
-    def _busy(self, slot):
-        return sum(1 for s, g, _ in self.inflight.values() if s is slot and g == slot.generation)
-
-    def _fill(self):
-        for slot in self.slots:
-            while slot.ready and self._busy(slot) < self.depth:
-                group = self._choose(slot)
-                if group is None:
-                    break
-                if group != slot.group:  # its group ran out, or holds up the window
-                    self._load(slot, group)
-                    break
-                key = self.queues[group][0]
-                if key not in self.open:  # the decode window has not reached it yet
-                    stuck = self._group_holding_the_window()
-                    if stuck is not None and not self._busy(slot):
-                        self._load(slot, stuck)
-                    break
-                self.queues[group].popleft()
-                rows = [row for row in group if row in self.needs[key]]
-                ref = slot.actor.score.remote(rows, *self.open[key].refs)
-                self.inflight[ref] = (slot, slot.generation, (group, key))
-
-    def _load(self, slot, group):
-        slot.group, slot.ready = group, False
-        ref = slot.actor.load.remote([self.specs[row] for row in group])
-        self.inflight[ref] = (slot, slot.generation, LOAD)
-
-    def _group_holding_the_window(self):
-        """With the window full, a group that the oldest open shard waits for and that no
-        worker holds (fewer workers than groups): an idle worker must take it, or no
-        shard would ever close."""
-        if len(self.open) < self.max_open:
-            return None
-        held = {s.group for s in self.slots}
-        waiting = self.open[min(self.open)].waiting
-        return next((g for g in self.groups if g in waiting and g not in held), None)
-
-    def _work_left(self, group):
-        per_image = sum(self.work_per_image.get(row, 1) for row in group)
-        return sum(e - s for s, e in self.queues[group]) * per_image
-
-    def _choose(self, slot):
-        """The group this worker should work on next (None: nothing left)."""
-        if slot.group is not None and self.queues.get(slot.group):
-            return slot.group
-        left = [g for g, shards in self.queues.items() if shards]
-        if not left:
-            return None
-        others = collections.Counter(s.group for s in self.slots if s is not slot)
-        return max(left, key=lambda g: self._work_left(g) / (1 + others[g]))

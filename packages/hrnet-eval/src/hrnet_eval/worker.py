@@ -1,25 +1,35 @@
 """The Ray actor: several rows on one GPU share (or CPU), scoring decoded shards.
 
-Each row runs through `hrnet_keras.inference.optimize_for_inference` with uint8
-in and top-5 classes out: BatchNorm folded into the convs, normalisation and
-top-5 inside the compiled function (JAX `jit`, TensorFlow XLA, torch's own
-functions), so only uint8 pixels go to the device and five indices per image
-come back. The worker never decodes: `score` gets a shard's decoded chunks
-(Ray resolves them from the object store) and runs them through each row it is
-asked for, so an image decoded once serves every row. `EvalWorker` has no Ray
-import: the scheduler wraps it with `ray.remote`.
+Each row is one function `f(uint8 batch) -> (top-5 classes, finite-logits flags)`:
+BatchNorm folded into the convs, normalisation and top-5 inside the compiled
+function, so only uint8 pixels go to the device and five indices per image come
+back. On JAX it is a cached program (`hrnet_eval.programs`): a warm worker reads
+it from its node's cache and compiles it (JAX's persistent compilation cache),
+importing neither Keras nor TensorFlow; a missing one is built by a CPU-only
+Ray task on the same node, one per architecture, while the worker goes on. On
+TensorFlow and torch the worker builds the row itself
+(`hrnet_keras.inference.optimize_for_inference`).
+
+Rows load one call each and concurrently (a threaded actor): the scheduler
+scores shards under the rows that are ready while others still load. The worker
+never decodes: `score` gets a shard's decoded chunks and runs them through each
+row it is asked for, so an image decoded once serves every row. `EvalWorker`
+has no Ray import at module level: the scheduler wraps it with `ray.remote`.
 """
 
-import concurrent.futures
+import atexit
 import os
+import shutil
+import tempfile
+import threading
 import time
 
 import numpy as np
 
+from hrnet_eval import programs
 from hrnet_eval.decode import IMAGE_SIZE, join
-from hrnet_eval.spec import ModelSpec  # noqa: F401  (re-exported)
 
-TOP_K = 5
+TOP_K = programs.TOP_K
 
 
 class WorkerError(RuntimeError):
@@ -27,79 +37,89 @@ class WorkerError(RuntimeError):
 
 
 class EvalWorker:
-    """Holds the rows it was loaded with; scores decoded shards under each of them."""
+    """Holds the rows it has loaded; scores decoded shards under each of them."""
 
-    def __init__(self, backend, batch_size):
+    def __init__(self, *, backend, batch_size, cache_dir=None, builder_options=None):
         os.environ.setdefault("KERAS_BACKEND", backend)
         self.backend = backend
         self.batch_size = batch_size
-        self.classifiers = {}  # row -> f(uint8 NHWC batch) -> top-5 indices (backend tensor)
+        # Where programs are kept; without a cache, a private folder of this worker,
+        # removed at exit, whose weights entries go as soon as they are read.
+        self.private = cache_dir is None
+        self.cache_dir = cache_dir or tempfile.mkdtemp(prefix="hrnet-eval-programs-")
+        if self.private:
+            atexit.register(shutil.rmtree, self.cache_dir, ignore_errors=True)
+        else:
+            os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
+        self.builder_options = builder_options or {}
+        self.classifiers = {}  # row -> f(uint8 NHWC batch) -> (top-5 indices, finite flags)
         self.specs = {}
         self.device = None
+        self._lock = threading.Lock()  # guards the dicts and the builds below
+        self._keras_lock = threading.Lock()  # Keras model building is not thread-safe
+        self._builds = {}  # (arch, weights keys) -> ObjectRef of a build task
+        self._target = None
 
-    def load(self, specs):
-        """Build, fold and compile the rows `specs` (dropping any others); returns
-        `describe()` with the seconds each row took. Compiles run in parallel on JAX."""
-        keep = {s.name for s in specs if self.specs.get(s.name) == s}
-        self.classifiers = {n: f for n, f in self.classifiers.items() if n in keep}
-        self.specs = {n: s for n, s in self.specs.items() if n in keep}
-        began, seconds = time.perf_counter(), {}
-        parallel = self.backend == "jax"  # XLA compiles outside the GIL
-        with concurrent.futures.ThreadPoolExecutor(max(1, len(specs)) if parallel else 1) as pool:
-            warming = {}
-            for spec in specs:
-                if spec.name in self.classifiers:
-                    continue
-                start = time.perf_counter()
-                classify = self._classifier(spec)
-                warming[spec.name] = (spec, classify, start, pool.submit(self._warm_up, classify))
-            for name, (spec, classify, start, future) in warming.items():
-                future.result()
-                self.classifiers[name], self.specs[name] = classify, spec
-                seconds[name] = round(time.perf_counter() - start, 2)
-        self.device = _device_name()
+    def load(self, spec, group=None):
+        """Make row `spec` ready, dropping loaded rows that are not in `group` (row names;
+        default: keep all). Returns {"row", "seconds", "how", "notes", "steps"} and
+        `describe()`: "how" is "cached", "built" or "in-process"."""
+        began = time.perf_counter()
+        group_specs = list(group or [spec])
+        keep = {s.name for s in group_specs} | {spec.name}
+        with self._lock:
+            for name in [n for n in self.classifiers if n not in keep]:
+                del self.classifiers[name], self.specs[name]
+            if self.specs.get(spec.name) == spec:
+                return {"row": spec.name, "seconds": 0.0, "how": "loaded", "notes": []}
+        classify, how, notes, steps = self._classifier(spec, group_specs)
+        self._warm_up(classify)
+        with self._lock:
+            self.classifiers[spec.name], self.specs[spec.name] = classify, spec
+        seconds = round(time.perf_counter() - began, 2)
         print(
-            f"worker pid {os.getpid()}: {', '.join(self.specs)} ready on {self.device} "
-            f"({self.backend}, batch {self.batch_size}) in {time.perf_counter() - began:.1f} s",
+            f"worker pid {os.getpid()}: {spec.name} ready on {self.device} ({self.backend}, "
+            f"batch {self.batch_size}, {how}) in {seconds:.1f} s",
             flush=True,
         )
-        return {**self.describe(), "load_seconds": seconds}
+        return {"row": spec.name, "seconds": seconds, "how": how, "notes": notes, "steps": steps}
 
     def score(self, rows, *chunks):
         """Counts and top-5 classes of one shard's decoded `chunks` under each of `rows`.
 
-        Returns {"rows": {row: {images, top1, top5, top5_classes, seconds}}, "labels",
-        "names", "skipped", "worker"}. Batches are zero-padded to `batch_size`, so every
-        image goes through the same compiled program whatever the shard size.
+        Returns {"rows": {row: {images, top1, top5, top5_classes, seconds, nonfinite}},
+        "labels", "names", "skipped", "worker"}; "nonfinite" names the images whose
+        logits were not all finite (such a row's shard must not be counted). Batches
+        are zero-padded to `batch_size`, so every image goes through the same compiled
+        program whatever the shard size.
         """
         missing = [row for row in rows if row not in self.classifiers]
         if missing:
             raise WorkerError(f"Worker pid {os.getpid()} has not loaded {', '.join(missing)}.")
         shard = join(chunks)
-        labels = shard["labels"]
+        labels, names = shard["labels"], shard["names"]
         out = {}
         for row in rows:
             start = time.perf_counter()
-            top5 = self.top5(row, shard["images"])
+            top5, finite = self.top5(row, shard["images"])
             out[row] = {
                 "images": len(labels),
                 "top1": sum(int(t[0] == y) for t, y in zip(top5, labels)),
                 "top5": sum(int(y in t) for t, y in zip(top5, labels)),
                 "top5_classes": top5,
                 "seconds": time.perf_counter() - start,
+                "nonfinite": [name for name, ok in zip(names, finite) if not ok],
             }
         return {
             "rows": out,
             "labels": labels,
-            "names": shard["names"],
+            "names": names,
             "skipped": shard["skipped"],
             "worker": self.describe(),
         }
 
     def top5(self, row, images):
-        """Top-5 class lists of uint8 `images` (n, 224, 224, 3) under `row`."""
-        import keras
-
+        """(top-5 class lists, finite flags) of uint8 `images` (n, 224, 224, 3) under `row`."""
         classify, n, b = self.classifiers[row], len(images), self.batch_size
         pending = []
         for start in range(0, n, b):  # dispatch every batch, then wait: transfers overlap
@@ -109,8 +129,11 @@ class EvalWorker:
                     [batch, np.zeros((b - len(batch), *batch.shape[1:]), "uint8")]
                 )
             pending.append(classify(batch))
-        indices = [keras.ops.convert_to_numpy(p) for p in pending]
-        return np.concatenate(indices)[:n].tolist() if indices else []
+        if not pending:
+            return [], []
+        top5 = np.concatenate([self._numpy(p[0]) for p in pending])[:n]
+        finite = np.concatenate([self._numpy(p[1]) for p in pending])[:n]
+        return top5.tolist(), finite.tolist()
 
     def describe(self):
         """Where this worker runs (pid, node, accelerator ids, backend device), its rows
@@ -132,18 +155,87 @@ class EvalWorker:
             pass
         return info
 
-    def _classifier(self, spec):
-        """`f(uint8 batch) -> top-5 indices` of row `spec`, not yet compiled."""
-        import keras
-
-        import hrnet_keras
-        from hrnet_keras.inference import optimize_for_inference
-
+    def _classifier(self, spec, group_specs):
+        """(classify, how, notes, steps) of row `spec`, not yet run."""
         if spec.weights is not None and not os.path.isfile(spec.weights):
             raise WorkerError(
                 f"Weights file {spec.weights} is not readable on this worker's node: "
                 "--weights-dir must be at the same path on every node."
             )
+        if self.backend == "jax":
+            return self._cached_program(spec, group_specs)
+        with self._keras_lock:
+            return self._keras_classifier(spec), "in-process", [], {}
+
+    def _cached_program(self, spec, group_specs):
+        """Row `spec` from the program cache, built there first if missing."""
+        import jax
+
+        from hrnet_keras.configs import get_preset
+
+        with self._lock:
+            if self._target is None:
+                self._target = programs.Target.current(self.batch_size)
+                self.device = f"{jax.devices()[0].platform}:{jax.devices()[0].id}"
+        cache = programs.ProgramCache(self.cache_dir)
+        arch = get_preset(spec.name).arch
+        keys = (programs.program_key(arch, self._target), programs.weights_key(spec))
+        notes, steps, how = [], {}, "cached"
+        try:
+            paths = [cache.read(key) for key in keys]
+        except programs.CacheMiss as miss:
+            notes += [str(miss)] if str(miss) else []
+            same_arch = [s for s in group_specs if get_preset(s.name).arch == arch]
+            steps = self._build(arch, same_arch if spec in same_arch else [spec]).get(spec.name, {})
+            how = "built"
+            try:
+                paths = [cache.read(key) for key in keys]
+            except programs.CacheMiss as again:
+                raise WorkerError(
+                    f"The program of {spec.name} was built but cannot be read from "
+                    f"{self.cache_dir}: {again or 'missing'}."
+                ) from None
+        program = jax.export.deserialize(bytearray(paths[0].read_bytes()))
+        trainable, non_trainable = jax.device_put(programs.read_weights(paths[1]))
+        if self.private:
+            shutil.rmtree(paths[1].parent, ignore_errors=True)
+        call = jax.jit(program.call)
+        return (lambda x: call(trainable, non_trainable, x)), how, notes, steps
+
+    def _build(self, arch, specs):
+        """Build the entries of `specs` (one architecture): a CPU-only Ray task on this
+        node, one per architecture and shared by the rows that wait for it; in this
+        process outside Ray. Returns {row: {step: seconds}}."""
+        import ray
+
+        if not ray.is_initialized():
+            with self._keras_lock:
+                return programs.build(self.cache_dir, specs, self._target)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        key = (arch, tuple(s.key for s in specs))
+        with self._lock:
+            ref = self._builds.get(key)
+            if ref is None:
+                node = ray.get_runtime_context().get_node_id()
+                task = ray.remote(programs.build).options(
+                    **self.builder_options,
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+                )
+                ref = self._builds[key] = task.remote(self.cache_dir, specs, self._target)
+        try:
+            return ray.get(ref)
+        finally:
+            with self._lock:
+                self._builds.pop(key, None)
+
+    def _keras_classifier(self, spec):
+        """`f(uint8 batch) -> (top-5, finite)` of row `spec` built here (TF, torch)."""
+        import keras
+
+        import hrnet_keras
+        from hrnet_keras.inference import optimize_for_inference
+
         if spec.weights is None:
             keras.utils.set_random_seed(spec.seed)
         model = hrnet_keras.create_model(
@@ -152,13 +244,21 @@ class EvalWorker:
             input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
             classifier_activation=None,
         )
-        return optimize_for_inference(model, from_uint8=True, top_k=TOP_K, to_numpy=False)
+        self.device = _device_name(self.backend)
+        return optimize_for_inference(
+            model, from_uint8=True, top_k=TOP_K, finite=True, to_numpy=False
+        )
 
     def _warm_up(self, classify):
+        batch = np.zeros((self.batch_size, IMAGE_SIZE, IMAGE_SIZE, 3), dtype="uint8")
+        self._numpy(classify(batch)[0])
+
+    def _numpy(self, tensor):
+        if self.backend == "jax" or isinstance(tensor, np.ndarray):
+            return np.asarray(tensor)
         import keras
 
-        batch = np.zeros((self.batch_size, IMAGE_SIZE, IMAGE_SIZE, 3), dtype="uint8")
-        keras.ops.convert_to_numpy(classify(batch))
+        return keras.ops.convert_to_numpy(tensor)
 
 
 def peak_rss_mib():
@@ -170,16 +270,8 @@ def peak_rss_mib():
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024  # bytes on macOS
 
 
-def _device_name():
-    """The device the Keras backend computes on, e.g. "cuda:0" or "cpu"."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        device = jax.devices()[0]
-        return f"{device.platform}:{device.id}"
+def _device_name(backend):
+    """The device a Keras backend computes on, e.g. "cuda:0" or "cpu"."""
     if backend == "torch":
         import torch
 

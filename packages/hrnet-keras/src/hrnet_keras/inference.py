@@ -20,9 +20,21 @@ import keras
 import numpy as np
 
 from hrnet_keras.blocks import batchnorm_name
+from hrnet_keras.initializers import NumpyZeros
 
 # The Keras release whose private graph walk `graph_runner` was tested with.
 TESTED_KERAS = "3.15.1"
+
+
+# Initialiser attributes of the layers HRNet holds (Conv2D, Dense, BatchNormalization).
+INITIALIZED = (
+    "kernel_initializer",
+    "bias_initializer",
+    "gamma_initializer",
+    "beta_initializer",
+    "moving_mean_initializer",
+    "moving_variance_initializer",
+)
 
 
 def _conv_bn_pairs(model):
@@ -45,7 +57,7 @@ def preferred_data_format():
 
 def _model_data_format(model):
     for layer in model.layers:
-        data_format = layer.get_config().get("data_format")
+        data_format = getattr(layer, "data_format", None)
         if data_format:
             return data_format
     return keras.config.image_data_format()
@@ -77,6 +89,9 @@ def fold_batchnorm(model, data_format=None):
         config = layer.get_config()
         if layer.name in pairs:
             config["use_bias"] = True
+        for key in INITIALIZED:  # every weight is set below: skip Keras' random draws
+            if key in config:
+                config[key] = NumpyZeros()
         if relayout and "data_format" in config:
             config["data_format"] = data_format
         if relayout and isinstance(layer, keras.layers.BatchNormalization):
@@ -112,10 +127,22 @@ def fold_batchnorm(model, data_format=None):
         )
         twin = keras.Model(inputs, outputs, name=model.name)
 
+    fold_weights(model, twin)
+    return twin
+
+
+def fold_weights(model, twin):
+    """Set `twin` (made by `fold_batchnorm` from a model of the same architecture) to
+    `model`'s current weights, folded: a second set of weights needs no second clone."""
+    pairs = _conv_bn_pairs(model)
+    folded_bns = {bn.name for bn in pairs.values()}
     for layer in model.layers:
         if not layer.weights or layer.name in folded_bns:
             continue
         target = twin.get_layer(layer.name)
+        for key in INITIALIZED:  # what a saved twin records: the model's own initialisers
+            if hasattr(layer, key):
+                setattr(target, key, getattr(layer, key))
         if layer.name not in pairs:
             target.set_weights(layer.get_weights())
             continue
@@ -131,7 +158,6 @@ def fold_batchnorm(model, data_format=None):
         target.set_weights(
             [(kernel * scale).astype("float32"), ((bias - mean) * scale + beta).astype("float32")]
         )
-    return twin
 
 
 def _permutes(data_format):
@@ -160,7 +186,27 @@ def graph_runner(model, operation_fn):
     return lambda x: model._run_through_graph(x, operation_fn=operation_fn)
 
 
-def inference_function(model, *, from_uint8=False, top_k=None, to_numpy=True):
+def _head(model, call, *, from_uint8, top_k, finite):
+    """`call` (images -> outputs) wrapped with the options of `inference_function`."""
+    from hrnet_keras.preprocessing import MEAN, STD
+
+    channels_last = model.input.shape[-1] == 3
+    shape = (3,) if channels_last else (3, 1, 1)
+    mean, std = MEAN.reshape(shape), STD.reshape(shape)
+
+    def body(x):
+        if from_uint8:
+            x = (keras.ops.cast(x, "float32") - mean) / std
+        y = call(x)
+        out = keras.ops.top_k(y, top_k)[1] if top_k else y
+        if finite:
+            return out, keras.ops.all(keras.ops.isfinite(y), axis=-1)
+        return out
+
+    return body
+
+
+def inference_function(model, *, from_uint8=False, top_k=None, finite=False, to_numpy=True):
     """`f(images) -> outputs`, the fastest forward pass this backend offers.
 
     JAX: `jax.jit` over `model.stateless_call`, the weights passed as arguments.
@@ -175,57 +221,89 @@ def inference_function(model, *, from_uint8=False, top_k=None, to_numpy=True):
     `from_uint8`: the images are 0-255 RGB (uint8 is 4x fewer bytes to move),
     normalised with the table's mean and std inside the function. `top_k`:
     return the indices of the k largest outputs per image (int32, largest
-    first) instead of the outputs. `to_numpy=False` returns the backend's own
-    tensor without waiting for it (convert with `keras.ops.convert_to_numpy`).
+    first) instead of the outputs. `finite`: return `(outputs, ok)`, `ok[i]` true
+    where every output of image i is finite (a NaN logit has no top-k).
+    `to_numpy=False` returns the backend's own tensors without waiting for them
+    (convert with `keras.ops.convert_to_numpy`).
     """
-    from hrnet_keras.preprocessing import MEAN, STD
+    options = dict(from_uint8=from_uint8, top_k=top_k, finite=finite)
+    convert = keras.ops.convert_to_numpy if to_numpy else (lambda y: y)
 
-    channels_last = model.input.shape[-1] == 3
-    shape = (3,) if channels_last else (3, 1, 1)
-    mean, std = MEAN.reshape(shape), STD.reshape(shape)
+    def out(y):
+        return keras.tree.map_structure(convert, y)
 
-    def around(call):
-        def body(x):
-            if from_uint8:
-                x = (keras.ops.cast(x, "float32") - mean) / std
-            y = call(x)
-            return keras.ops.top_k(y, top_k)[1] if top_k else y
-
-        return body
-
-    out = keras.ops.convert_to_numpy if to_numpy else (lambda y: y)
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
 
-        @jax.jit
-        def forward(trainable, non_trainable, x):
-            call = around(
-                lambda x: model.stateless_call(trainable, non_trainable, x, training=False)[0]
-            )
-            return call(x)
-
+        forward = jax.jit(_stateless_forward(model, **options))
         trainable = [v.value for v in model.trainable_variables]
         non_trainable = [v.value for v in model.non_trainable_variables]
         return lambda x: out(forward(trainable, non_trainable, x))
     if backend == "tensorflow":
         import tensorflow as tf
 
-        forward = tf.function(around(lambda x: model(x, training=False)), jit_compile=True)
+        body = _head(model, lambda x: model(x, training=False), **options)
+        forward = tf.function(body, jit_compile=True)
         return lambda x: out(forward(tf.convert_to_tensor(x)))
     if backend == "torch":
         import torch
 
         lowered = {layer.name: _torch_op(layer) for layer in model.layers}
-        forward = around(graph_runner(model, lambda layer: lowered[layer.name]))
+        forward = _head(model, graph_runner(model, lambda layer: lowered[layer.name]), **options)
 
         def run(x):
             with torch.inference_mode():
                 return out(forward(keras.ops.convert_to_tensor(x)))
 
         return run
-    forward = around(lambda x: model(x, training=False))
+    forward = _head(model, lambda x: model(x, training=False), **options)
     return lambda x: out(forward(keras.ops.convert_to_tensor(x)))
+
+
+def _stateless_forward(model, **options):
+    """`f(trainable, non_trainable, x)`: the model as a pure function of its weights (JAX)."""
+
+    def forward(trainable, non_trainable, x):
+        call = _head(
+            model,
+            lambda x: model.stateless_call(trainable, non_trainable, x, training=False)[0],
+            **options,
+        )
+        return call(x)
+
+    return forward
+
+
+def export_jax_program(model, batch_size, *, platforms=None, **options):
+    """`model`'s forward pass as a portable JAX program: (StableHLO bytes, weights).
+
+    The program is `jax.export`'s serialisation (a data format: no pickle, no
+    compiled code) of `f(trainable, non_trainable, images)` for a fixed batch of
+    `batch_size` images of the model's input shape, with the options of
+    `inference_function`; the weights are NumPy arrays in argument order
+    (trainable, then non-trainable). `platforms`: what it is lowered for
+    (e.g. `("cuda",)`, from a CPU-only process), default this process's device.
+    Run it with `jax.export.deserialize(program).call(trainable, non_trainable, x)`.
+    JAX backend only.
+    """
+    import jax
+
+    if keras.backend.backend() != "jax":
+        raise ValueError(
+            f"export_jax_program needs KERAS_BACKEND=jax, not {keras.backend.backend()}"
+        )
+    dtype = "uint8" if options.get("from_uint8") else "float32"
+    spec = jax.ShapeDtypeStruct((batch_size, *model.input.shape[1:]), dtype)
+    trainable = [np.asarray(v.value) for v in model.trainable_variables]
+    non_trainable = [np.asarray(v.value) for v in model.non_trainable_variables]
+    shapes = [
+        [jax.ShapeDtypeStruct(w.shape, w.dtype) for w in ws] for ws in (trainable, non_trainable)
+    ]
+    exported = jax.export.export(
+        jax.jit(_stateless_forward(model, **options)), platforms=platforms
+    )(*shapes, spec)
+    return bytes(exported.serialize()), (trainable, non_trainable)
 
 
 def _torch_op(layer):

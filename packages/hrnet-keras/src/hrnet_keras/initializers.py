@@ -38,6 +38,13 @@ class NumpyVarianceScaling(keras.initializers.Initializer):
         return keras.ops.convert_to_tensor(value, dtype=dtype or "float32")
 
 
+class NumpyZeros(keras.initializers.Initializer):
+    """Zeros made by NumPy: for variables that are overwritten right after they are built."""
+
+    def __call__(self, shape, dtype=None):
+        return keras.ops.convert_to_tensor(np.zeros(shape), dtype=dtype or "float32")
+
+
 NUMPY_CONV_INIT = NumpyVarianceScaling(2.0, "fan_out", "normal")
 NUMPY_DENSE_INIT = NumpyVarianceScaling(1.0, "fan_avg", "uniform")
 

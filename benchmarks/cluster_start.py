@@ -1,0 +1,93 @@
+"""Benchmark: what the evaluator's private local Ray cluster costs to start.
+
+Each measurement is a fresh process that calls `hrnet_eval.cluster.connect()` (what
+`python -m hrnet_eval` does without RAY_ADDRESS), then runs one task with the decode
+tasks' runtime environment (the first work a job sends), and reports: seconds to
+`connect()` returned, seconds to that task's result, and the Ray processes the node
+runs then. Variants (Ray settings as environment variables, `RAY_<config name>`):
+
+- default: Ray's defaults (the raylet prestarts one idle Python worker per CPU);
+- no-prestart: `RAY_enable_worker_prestart=0` (no idle workers started ahead).
+
+Rounds interleave the variants.
+
+    .venv/bin/python benchmarks/cluster_start.py [--rounds 3]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VARIANTS = {"default": {}, "no-prestart": {"RAY_enable_worker_prestart": "0"}}
+CHILD = r"""
+import json, os, sys, time
+began = float(sys.argv[1])
+from hrnet_eval import cluster
+cluster.connect()
+connected = time.time() - began
+import psutil, ray
+task = ray.remote(lambda: os.getpid()).options(runtime_env={"env_vars": cluster.decode_env()})
+ray.get(task.remote())
+first_task = time.time() - began
+names = sorted(
+    p.info["name"] for p in psutil.process_iter(["name"])
+    if p.info["name"] and (p.info["name"].startswith("ray::") or p.info["name"] in
+                           ("gcs_server", "raylet"))
+)
+idle = sum(1 for n in names if n == "ray::IDLE")
+print("RESULT " + json.dumps({"connect_s": round(connected, 2), "first_task_s": round(first_task, 2),
+                              "processes": len(names), "idle_workers": idle}))
+ray.shutdown()
+"""
+
+
+def measure(extra_env):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(extra_env)
+    began = time.time()
+    run = subprocess.run(
+        [sys.executable, "-c", CHILD, str(began)], env=env, capture_output=True, text=True
+    )
+    line = next((x for x in run.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if run.returncode or line is None:
+        raise SystemExit(f"failed:\n{run.stdout}\n{run.stderr[-3000:]}")
+    return json.loads(line[len("RESULT ") :])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "cluster_start_cpu.json")
+    args = parser.parse_args()
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
+        "unknown CPU",
+    )
+    runs = {name: [] for name in VARIANTS}
+    for r in range(args.rounds):
+        for name, extra in VARIANTS.items():
+            runs[name].append(measure(extra))
+            print(f"round {r + 1}: {name}: {json.dumps(runs[name][-1])}", flush=True)
+    summary = {
+        name: {
+            key: statistics.median(x[key] for x in values)
+            for key in ("connect_s", "first_task_s", "processes")
+        }
+        for name, values in runs.items()
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {"cpu": cpu, "cores": os.cpu_count(), "runs": runs, "median": summary}
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"{cpu}, {os.cpu_count()} cores (median of {args.rounds}):")
+    for name, figures in summary.items():
+        print(f"  {name:12s} {json.dumps(figures)}")
+
+
+if __name__ == "__main__":
+    main()

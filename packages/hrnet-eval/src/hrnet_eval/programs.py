@@ -1,0 +1,278 @@
+"""Built inference programs, cached on disk: a warm worker loads a row instead of building it.
+
+A JAX worker scores a row with one program: the row's architecture, BatchNorm
+folded into its convs, uint8 images in, top-5 classes and a finite-logits flag
+out, serialised with `jax.export` (StableHLO, a data format). Its weights, folded,
+are a safetensors file apart from it, so rows of one architecture (W18 and
+W18-SSLD) share the program:
+
+    ROOT/programs/<sha256 of the program key>/{entry.json, program.stablehlo}
+    ROOT/weights/<sha256 of the weights key>/{entry.json, weights.safetensors}
+
+A key names everything the entry was built from (architecture, batch size,
+preprocessing, library versions, platform and device kind; for weights the
+weights file's sha256 or the demo seed). `entry.json` holds the key and the
+sha256 of the payload: an entry whose key or checksum differs, or that cannot be
+read, is removed and built again, never used. Entries appear by one directory
+rename (atomic), so runs sharing a cache never see half an entry. JAX compiles
+a loaded program through its persistent compilation cache (ROOT itself).
+
+`build` runs in a builder process (a Ray task on the worker's node, CPU only) and
+imports Keras; reading an entry (`ProgramCache.read`) imports neither Keras nor
+TensorFlow.
+"""
+
+import contextlib
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+FORMAT = 1  # bump when what an entry holds changes
+TOP_K = 5
+PROGRAM_FILE = "program.stablehlo"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+class CacheMiss(Exception):
+    """No usable entry; `str()` says why ("" where there simply is none)."""
+
+
+def library_versions():
+    """Versions of what a program is made and run with (read without importing them)."""
+    import hrnet_keras
+
+    versions = {"hrnet_keras": hrnet_keras.__version__}
+    for package in ("jax", "jaxlib", "keras", "numpy"):
+        versions[package] = importlib.metadata.version(package)
+    return versions
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where and how a worker runs its programs."""
+
+    platform: str  # jax.export's name: "cpu", "cuda", "rocm", "tpu"
+    device_kind: str  # e.g. "NVIDIA H200", "cpu"
+    batch_size: int
+
+    @classmethod
+    def current(cls, batch_size):
+        """This process's first JAX device."""
+        import jax
+
+        device = jax.devices()[0]
+        platform = device.platform
+        if platform == "gpu":
+            platform = "rocm" if "rocm" in device.client.platform_version.lower() else "cuda"
+        return cls(platform=platform, device_kind=device.device_kind, batch_size=batch_size)
+
+
+def program_key(arch, target):
+    """What a row's program is made from."""
+    from hrnet_keras.configs import TEST_PIPELINE
+
+    return {
+        "kind": "program",
+        "format": FORMAT,
+        "arch": arch,
+        "batch_size": target.batch_size,
+        "input": [TEST_PIPELINE.crop, TEST_PIPELINE.crop, 3],
+        "top_k": TOP_K,
+        # as JSON stores it: tuples become lists
+        "preprocessing": json.loads(json.dumps(dataclasses.asdict(TEST_PIPELINE))),
+        "platform": target.platform,
+        "device_kind": target.device_kind,
+        "versions": library_versions(),
+    }
+
+
+def weights_key(spec):
+    """What a row's folded weights are made from: the weights file's identity (its
+    sha256) or, for `--demo`'s rows, the seed of Keras' initialisers."""
+    from hrnet_keras.configs import get_preset
+
+    return {
+        "kind": "weights",
+        "format": FORMAT,
+        "arch": get_preset(spec.name).arch,
+        "weights": spec.key,
+        "versions": library_versions(),
+    }
+
+
+def _digest(key):
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ProgramCache:
+    """Entries under `root` (created 0700); see the module docstring."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def entry(self, key):
+        folder = "programs" if key["kind"] == "program" else "weights"
+        return self.root / folder / _digest(key)
+
+    def read(self, key):
+        """The payload path of `key`'s entry, checked; raises `CacheMiss` (with the reason
+        where the entry was there but unusable, and is now removed)."""
+        entry = self.entry(key)
+        if not entry.exists():
+            raise CacheMiss("")
+        try:
+            meta = json.loads((entry / "entry.json").read_text())
+            payload = entry / meta["file"]
+            if meta.get("key") != key:
+                raise ValueError("its key differs from what it is filed under")
+            if file_sha256(payload) != meta["sha256"]:
+                raise ValueError(f"{meta['file']} does not match its recorded sha256")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            shutil.rmtree(entry, ignore_errors=True)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise CacheMiss(f"cache entry {entry} is damaged ({reason}): removed, rebuilding")
+        return payload
+
+    def write(self, key, filename, write):
+        """Make `key`'s entry: `write(path)` writes the payload, then the entry appears
+        at once (a directory rename). Another run's entry for the same key is kept."""
+        entry = self.entry(key)
+        entry.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = entry.parent / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir(mode=0o700)
+        try:
+            write(tmp / filename)
+            meta = {"key": key, "file": filename, "sha256": file_sha256(tmp / filename)}
+            (tmp / "entry.json").write_text(json.dumps(meta, indent=1))
+            shutil.rmtree(entry, ignore_errors=True)  # a damaged one, already reported
+            try:
+                os.rename(tmp, entry)
+            except OSError:  # a run beside this one made it first
+                pass
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return entry / filename
+
+    @contextlib.contextmanager
+    def lock(self, name):
+        """Held while `name` is being built: builders of one node wait for each other
+        instead of building the same entries twice."""
+        import fcntl
+
+        path = self.root / "locks" / f"{name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(path, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def read_weights(path):
+    """(trainable, non_trainable) NumPy arrays of a weights entry."""
+    from safetensors.numpy import load_file
+
+    tensors = load_file(path)
+    groups = {"t": [], "n": []}
+    for name in sorted(tensors):  # "t00012" / "n00003": group and argument position
+        groups[name[0]].append(tensors[name])
+    return groups["t"], groups["n"]
+
+
+def _write_weights(path, weights):
+    from safetensors.numpy import save_file
+
+    trainable, non_trainable = weights
+    tensors = {f"t{i:05d}": w for i, w in enumerate(trainable)}
+    tensors.update({f"n{i:05d}": w for i, w in enumerate(non_trainable)})
+    save_file(tensors, path)
+
+
+def build(root, specs, target):
+    """Make the missing entries of `specs` (rows of ONE architecture) for `target`:
+    the program once, the folded weights of each spec. Returns {row: {step: seconds}}.
+
+    Imports Keras (JAX backend, any device: programs are lowered for `target.platform`).
+    """
+    from hrnet_keras.configs import get_preset
+
+    cache = ProgramCache(root)
+    arch = get_preset(specs[0].name).arch
+    pkey = program_key(arch, target)
+    steps = {spec.name: {} for spec in specs}
+    with cache.lock(arch):
+        want_program = not _present(cache, pkey)
+        todo = [s for s in specs if not _present(cache, weights_key(s))]
+        if not todo and not want_program:
+            return steps
+        import keras
+
+        import hrnet_keras
+        from hrnet_keras.inference import export_jax_program, fold_batchnorm, fold_weights
+        from hrnet_keras.loading import load_weights
+
+        model = twin = None
+        for spec in todo or specs[:1]:
+            began = time.perf_counter()
+            if spec.weights is None or model is None:
+                if spec.weights is None:
+                    keras.utils.set_random_seed(spec.seed)
+                model = hrnet_keras.create_model(
+                    spec.name,
+                    weights=spec.weights,
+                    input_shape=pkey["input"],
+                    classifier_activation=None,
+                )
+            else:
+                load_weights(model, spec.weights, spec.name)
+            steps[spec.name]["model"] = time.perf_counter() - began
+            began = time.perf_counter()
+            if twin is None:
+                twin = fold_batchnorm(model)
+            else:
+                fold_weights(model, twin)
+            steps[spec.name]["fold"] = time.perf_counter() - began
+            began = time.perf_counter()
+            if want_program:
+                program, _ = export_jax_program(
+                    twin,
+                    target.batch_size,
+                    platforms=(target.platform,),
+                    from_uint8=True,
+                    top_k=TOP_K,
+                    finite=True,
+                )
+                cache.write(pkey, PROGRAM_FILE, lambda path: path.write_bytes(program))
+                want_program = False
+            if spec in todo:
+                weights = [
+                    [keras.ops.convert_to_numpy(v.value) for v in variables]
+                    for variables in (twin.trainable_variables, twin.non_trainable_variables)
+                ]
+                key = weights_key(spec)
+                cache.write(key, WEIGHTS_FILE, lambda path: _write_weights(path, weights))
+            steps[spec.name]["export"] = time.perf_counter() - began
+    return {row: {k: round(v, 2) for k, v in s.items()} for row, s in steps.items()}
+
+
+def _present(cache, key):
+    try:
+        cache.read(key)
+        return True
+    except CacheMiss:
+        return False
