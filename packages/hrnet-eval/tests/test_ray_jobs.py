@@ -324,3 +324,34 @@ def test_demo_runs_on_its_own_local_cluster(tmp_path, compile_cache):
     assert (out / "results.png").stat().st_size > 0 and (out / "results.svg").is_file()
     records = [json.loads(f.read_text()) for f in shard_files(out, W18)]
     assert len(records) == 2 and all(r["worker"]["gpu_ids"] == [] for r in records)
+
+
+def test_row_with_non_finite_logits_stops_and_the_other_finishes(
+    ray_head, image_set, tmp_path, compile_cache
+):
+    """W18's classifier weights set to 1e38 (finite weights, infinite logits): that row stops naming the images and reports no accuracy, SSLD finishes with
+    the reference's counts, results are written, the job exits non-zero."""
+    import h5py
+
+    weights = tmp_path / "weights"
+    shutil.copytree(image_set.weights_dir, weights)
+    with h5py.File(weights / "hrnet-w18.weights.h5", "r+") as f:
+        kernels = []
+        f.visititems(lambda k, v: kernels.append(k) if "head__fc" in k and v.ndim == 2 else None)
+        (kernel,) = kernels
+        f[kernel][...] = 1e38  # features after ReLU sum past 3.4: every logit overflows
+    out = tmp_path / "out"
+    args = job_args(image_set, out, compile_cache, models=(W18, SSLD), workers=1)
+    args[args.index("--weights-dir") + 1] = str(weights)
+    run = ray_head.submit(*args, "--gpus-per-worker", "1")
+    assert run.returncode != 0, run.stdout
+    errors = {line for line in run.stdout.splitlines() if line.startswith("error: ")}
+    assert len(errors) == 1, run.stdout
+    (error,) = errors
+    assert "hrnet-w18: non-finite logits (NaN or inf) in shard 00000000-00000008" in error
+    assert "ILSVRC2012_val_" in error and "rerun" not in error
+    _, rows = read_results(out)
+    assert rows[W18]["failed"] and rows[W18]["top1"] is None
+    assert_counts(out, image_set, (SSLD,))
+    assert "## Stopped rows: no accuracy" in (out / "results.md").read_text()
+    assert not shard_files(out, W18)

@@ -306,6 +306,8 @@ class Scheduler:
         _, rows, key = work
         for row in rows:
             counts = result["rows"][row]
+            if row in self.failed:  # sent before the row stopped
+                continue
             if counts["nonfinite"]:
                 self._stop_row(row, key, counts["nonfinite"])
                 continue
@@ -379,6 +381,15 @@ class Scheduler:
         self.deaths += 1
         if self.deaths > self.max_deaths:
             raise EvalError(f"workers died {self.deaths} times; giving up (last: {one_line(exc)}).")
+        if work[0] == "load":  # say the shard it was scoring, if any, beside its loads
+            work = next(
+                (
+                    w
+                    for s, g, w in self.inflight.values()
+                    if s is slot and g == generation and w[0] == "score"
+                ),
+                work,
+            )
         doing = f"loading {work[1]}" if work[0] == "load" else f"during {self._describe(work)}"
         self.log(
             f"worker {slot.index} died {doing} ({one_line(exc)}); its shards go back in "
