@@ -124,3 +124,65 @@ def test_ray_tasks_hash_as_decode_does(flat):
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads(run.stdout.strip().splitlines()[-1]) == decode(dataset.items)["digests"]
+
+
+JOB = """
+import json, os, sys, types
+from hrnet_eval import job
+from hrnet_eval.__main__ import parse_args
+from hrnet_eval.decode import decode
+from hrnet_eval.data import load_dataset
+from hrnet_eval.store import ShardStore
+from hrnet_eval.weights import resolve
+
+data, labels, weights, output, changed = sys.argv[1:6]
+argv = ["--models", "hrnet-w18", "--data", data, "--labels", labels, "--weights-dir", weights,
+        "--output", output, "--shard-size", "8", "--no-download", "--local-cpus", "2"]
+args = parse_args(argv)
+dataset = load_dataset(data, labels_file=labels)
+specs = {"hrnet-w18": resolve("hrnet-w18", weights, allow_download=False)}
+store = ShardStore(output)
+_, pending, keys, _ = job.plan(["hrnet-w18"], dataset, store, specs, "jax", 8, False)
+for unit in pending["hrnet-w18"]:
+    n = unit.size
+    store.save(unit, keys[unit], {"images": n, "top1": 0, "top5": 0, "labels": [0] * n,
+               "top5_classes": [[1, 2, 3, 4, 5]] * n, "skipped": [], "seconds": 1.0,
+               "digests": decode(dataset.items[unit.start:unit.end])["digests"]})
+path = dataset.items[int(changed)].source
+stat = os.stat(path)
+data_bytes = bytearray(open(path, "rb").read())
+data_bytes[-3] ^= 0xFF  # other pixels, same size
+open(path, "wb").write(bytes(data_bytes))
+os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+redone = []
+def dispatch(args, dataset, specs, done, pending, keys, store, units_left, out, connected):
+    redone.extend((u.start, u.end, connected) for u in pending["hrnet-w18"])
+    for unit in pending["hrnet-w18"]:
+        done["hrnet-w18"].append(store.load(unit, {**keys[unit]}) or {})
+    return {}
+job._dispatch = dispatch
+lines = []
+job.run(args, out=lambda line, **_: lines.append(line))
+print(json.dumps({"lines": lines, "redone": redone}))
+"""
+
+
+def test_a_resumed_job_redoes_the_changed_shard(flat, tmp_path):
+    from test_weights_refused import write_weights
+
+    dataset, labels = flat
+    (tmp_path / "weights").mkdir()
+    write_weights(tmp_path / "weights" / "hrnet-w18.weights.h5", "hrnet-w18")
+    argv = [dataset.root, labels, tmp_path / "weights", tmp_path / "out", 12]
+    run = subprocess.run(
+        [sys.executable, "-c", JOB, *map(str, argv)],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["redone"] == [[8, 16, True]]  # connected once, before the check
+    assert "checked the bytes of 24 stored images" in "\n".join(got["lines"])
+    assert "stored shards not reused: 1 because images' bytes changed" in got["lines"]

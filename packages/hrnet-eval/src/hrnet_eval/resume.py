@@ -41,11 +41,14 @@ def batches(items, size=ITEMS_PER_TASK):
     return out
 
 
-def fresh_digests(items, remote_options=None):
-    """The digest of each of `items`, hashed in parallel Ray tasks (order kept)."""
+def fresh_digests(items):
+    """The digest of each of `items`, hashed in parallel Ray tasks (order kept); the tasks
+    run in the decode tasks' environment, so the decode that follows reuses their processes."""
     import ray
 
-    task = ray.remote(hash_items).options(num_cpus=1, **(remote_options or {}))
+    from hrnet_eval.cluster import decode_env
+
+    task = ray.remote(hash_items).options(num_cpus=1, runtime_env={"env_vars": decode_env()})
     parts = ray.get([task.remote(batch) for batch in batches(items)])
     return [d for part in parts for d in part]
 
