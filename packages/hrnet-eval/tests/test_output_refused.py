@@ -4,7 +4,7 @@ folder it created, and an existing one as it was."""
 import pytest
 
 from hrnet_eval.__main__ import main
-from test_weights_refused import write_weights
+from weights_files import write_weights
 
 
 @pytest.fixture()

@@ -168,7 +168,7 @@ print(json.dumps({"lines": lines, "redone": redone}))
 
 
 def test_a_resumed_job_redoes_the_changed_shard(flat, tmp_path):
-    from test_weights_refused import write_weights
+    from weights_files import write_weights
 
     dataset, labels = flat
     (tmp_path / "weights").mkdir()

@@ -1,22 +1,10 @@
 """Weights refused before the cluster: another row's shapes, NaN or inf in a tensor."""
 
-import h5py
 import numpy as np
 import pytest
 
 from hrnet_eval.weights import WeightsError, resolve
-from hrnet_keras.weight_shapes import expected_tensors
-
-
-def write_weights(path, row, poison=None, value=np.nan):
-    """A `.weights.h5` with row `row`'s tensors (ones), `poison` (a tensor's key) set to `value`."""
-    with h5py.File(path, "w") as f:
-        for key, (_, shape) in expected_tensors(row).items():
-            data = np.ones(shape, "float32")
-            if key == poison:
-                data.flat[-1] = value
-            f[key] = data
-    return path
+from weights_files import write_weights
 
 
 def test_another_rows_weights_under_this_rows_name(tmp_path):
