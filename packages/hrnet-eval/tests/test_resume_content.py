@@ -155,8 +155,8 @@ data_bytes[-3] ^= 0xFF  # other pixels, same size
 open(path, "wb").write(bytes(data_bytes))
 os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 redone = []
-def dispatch(args, dataset, specs, done, pending, keys, store, units_left, out, connected):
-    redone.extend((u.start, u.end, connected) for u in pending["hrnet-w18"])
+def dispatch(args, dataset, specs, done, pending, keys, store, units_left, out, joined):
+    redone.extend((u.start, u.end, joined) for u in pending["hrnet-w18"])
     for unit in pending["hrnet-w18"]:
         done["hrnet-w18"].append(store.load(unit, {**keys[unit]}) or {})
     return {}

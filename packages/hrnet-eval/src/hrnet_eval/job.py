@@ -171,8 +171,8 @@ def _run(args, output, began, out):
     done, pending, keys, redo = plan(
         args.models, dataset, store, specs, args.backend, args.shard_size, args.skip_corrupt
     )
-    connected = any(done.values())
-    if connected:  # stored shards are trusted on their images' bytes: hashed on the cluster
+    joined = any(done.values())
+    if joined:  # stored shards are trusted on their images' bytes: hashed on the cluster
         out(cluster.connect(args.address, num_cpus=args.local_cpus), flush=True)
         hashed, seconds = resume.verify(dataset.items, done, pending, redo)
         out(f"checked the bytes of {hashed} stored images in {seconds:.1f} s", flush=True)
@@ -190,7 +190,7 @@ def _run(args, output, began, out):
     timing = {}
     if units_left:
         timing = _dispatch(
-            args, dataset, specs, done, pending, keys, store, units_left, out, connected
+            args, dataset, specs, done, pending, keys, store, units_left, out, joined
         )
 
     meta = {
@@ -225,10 +225,10 @@ def _run(args, output, began, out):
     return rows
 
 
-def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out, connected=False):
+def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out, joined=False):
     """Run the pending units on the cluster; returns where the time went (seconds)."""
     began = time.monotonic()
-    if not connected:
+    if not joined:  # job.run joined already (to check stored shards)
         out(cluster.connect(args.address, num_cpus=args.local_cpus), flush=True)
     connected = time.monotonic() - began
     nodes = cluster.node_resources()
