@@ -26,8 +26,7 @@ def test_defaults_follow_the_nodes():
 def test_fractions_and_explicit_counts():
     assert sized([(4, 2)], workers=3, gpus=0.5) == (3, 0.5, 0.75, 1)
     assert sized([(4, 2)], gpus=0.5) == (4, 0.5, 0.75, 1)
-    workers, gpus, cpus, _ = sized([(2, 0)], workers=3, gpus=0)
-    assert (workers, gpus) == (3, 0.0) and cpus == pytest.approx(1 / 3)
+    assert sized([(2, 0)], workers=2, gpus=0, cpus=0.5) == (2, 0.0, 0.5, 1)  # shares asked for
     assert size_workers(None, 0, None, nodes=[(16, 0)], units=9).threads == 8
     assert size_workers(1, 0, 0.75, nodes=[(2, 0)], units=9).threads == 1  # as asked
     assert size_workers(1, 0, 3, nodes=[(8, 0)], units=9).threads == 3

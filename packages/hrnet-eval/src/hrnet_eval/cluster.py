@@ -143,14 +143,33 @@ class Sizing:
         return max(1, int(self.decode_cpus / self.decode_task_cpus + 1e-9))
 
 
-def size_workers(workers, gpus_per_worker, cpus_per_worker, *, nodes, units):
+WORKER_BASE_BYTES = 2.2 * 2**30  # host memory of a worker process, measured peaks ...
+WORKER_BYTES_PER_PARAM = 6 * 4  # ... plus about 6x each row's fp32 weights (CPU workers)
+MEMORY_SHARE = 0.8  # of Ray's memory resource of a node that the workers may fill
+
+
+def worker_bytes(rows, gpus_per_worker):
+    """Host memory a worker takes, by the rule fitted to measured peaks (`rows_per_worker`'s):
+    ~2.2 GiB, plus for a CPU worker ~6x the fp32 weights of the largest of `rows` (the one
+    row every worker holds at least)."""
+    from hrnet_keras.configs import get_preset
+
+    largest = max((get_preset(r).params for r in rows), default=0)
+    return WORKER_BASE_BYTES + (0 if gpus_per_worker > 0 else WORKER_BYTES_PER_PARAM * largest)
+
+
+def size_workers(workers, gpus_per_worker, cpus_per_worker, *, nodes, units, memory=None, rows=()):
     """The `Sizing` for the options given (None: default) on `nodes` ((CPUs, GPUs) each).
 
     GPU workers: one per `gpus_per_worker` share of a node's GPUs (default share 1 when
     the cluster has GPUs, else CPU workers), 1 CPU each: the GPU computes, the other
     CPUs decode. CPU workers: one per 8 CPUs of a node, sharing its CPUs but one, which
     stays for decoding (their compute threads use the whole node: decoding is a small
-    part of a CPU worker's work; with `cpus_per_worker` given, that many threads). Fails if the workers do not fit or leave no CPU free.
+    part of a CPU worker's work; with `cpus_per_worker` given, that many threads). Fails
+    if the workers do not fit or leave no CPU free: by CPUs (without `cpus_per_worker`, a
+    CPU worker gets at least 1 CPU, half of a 1-CPU node), by GPUs, and, given `memory`
+    (bytes of Ray's memory resource of the smallest node), by `worker_bytes(rows)`. The
+    message gives the number that fits; the default count never exceeds it.
     """
     total_gpus = sum(g for _, g in nodes)
     if gpus_per_worker is None:
@@ -173,6 +192,15 @@ def size_workers(workers, gpus_per_worker, cpus_per_worker, *, nodes, units):
             cpus_per_worker = min(1.0, min(max(c - DECODE_CPUS, c / 2) / n for c, n in slots))
         elif workers:
             cpus_per_worker = max(cpus - DECODE_CPUS * len(slots), cpus / 2) / workers
+            floor = 1.0 if any(c >= 2 for c, _ in slots) else 0.5
+            fit = sum(int(max(c - DECODE_CPUS, c / 2) / floor + 1e-9) for c, _ in slots)
+            if workers > fit:
+                raise ClusterError(
+                    f"--workers {workers} does not fit: the cluster's {cpus:g} CPUs hold "
+                    f"{fit} CPU worker(s) of {floor:g} CPU (1 CPU per node stays for "
+                    f"decoding). Give --workers {fit}, or --cpus-per-worker to share CPUs "
+                    "(e.g. 0.5)."
+                )
         else:
             cpus_per_worker = min(max(c - DECODE_CPUS, c / 2) / n for c, n in slots)
         cpus_per_worker = float(int(cpus_per_worker)) if cpus_per_worker >= 1 else cpus_per_worker
@@ -181,6 +209,17 @@ def size_workers(workers, gpus_per_worker, cpus_per_worker, *, nodes, units):
     else:
         capacity = sum(int(c / cpus_per_worker + 1e-9) for c, _ in slots)
     wanted = sum(n for _, n in slots) if workers is None else workers
+    if memory is not None:
+        each = worker_bytes(rows, gpus_per_worker)
+        held = len(slots) * int(MEMORY_SHARE * memory / each)
+        if held < 1 or (workers is not None and wanted > held):
+            raise ClusterError(
+                f"{wanted} worker(s) of about {each / 2**30:.1f} GiB each do not fit in memory: "
+                f"the nodes give tasks {memory / 2**30:.1f} GiB each (smallest), "
+                f"{MEMORY_SHARE:.0%} of which holds {held}. "
+                + (f"Give --workers {held}." if held else "Use a node with more memory.")
+            )
+        wanted = min(wanted, held)
     if capacity < 1 or wanted > capacity:
         kind = f"{gpus_per_worker:g} GPUs and " if gpus_per_worker else ""
         raise ClusterError(

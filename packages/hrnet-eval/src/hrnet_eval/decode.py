@@ -8,23 +8,28 @@ copy. Chunks are concatenated on the worker in order.
 
 import numpy as np
 
-from hrnet_eval.images import ImageError, load
+from hrnet_eval.images import ImageError, digest, load, read_bytes
 
 IMAGE_SIZE = 224
 CHUNK_SIZE = 64  # images per decode task
+KEYS = ("labels", "names", "skipped", "digests")  # lists that `join` concatenates
 
 
 def decode(items, skip_corrupt=False):
-    """{"images": uint8 (n, 224, 224, 3), "labels", "names", "skipped"} of `items`.
+    """{"images": uint8 (n, 224, 224, 3), "labels", "names", "skipped", "digests"} of `items`.
 
     An image that cannot be decoded raises `ImageError` naming it, or is listed
-    in "skipped" as [where, why] with `skip_corrupt`.
+    in "skipped" as [where, why] with `skip_corrupt`. "digests" holds one digest of
+    each item's bytes in item order, skipped items included (None: unreadable).
     """
     images = np.empty((len(items), IMAGE_SIZE, IMAGE_SIZE, 3), dtype="uint8")
-    labels, names, skipped = [], [], []
+    labels, names, skipped, digests = [], [], [], []
     for item in items:
+        digests.append(None)
         try:
-            image, label, name = load(item)
+            payload = read_bytes(item)
+            digests[-1] = digest(payload)
+            image, label, name = load(item, payload)
         except ImageError as exc:
             if not skip_corrupt:
                 raise
@@ -33,7 +38,13 @@ def decode(items, skip_corrupt=False):
         images[len(labels)] = image
         labels.append(label)
         names.append(name)
-    return {"images": images[: len(labels)], "labels": labels, "names": names, "skipped": skipped}
+    return {
+        "images": images[: len(labels)],
+        "labels": labels,
+        "names": names,
+        "skipped": skipped,
+        "digests": digests,
+    }
 
 
 def chunks(start, end, size=CHUNK_SIZE):
@@ -47,5 +58,5 @@ def join(parts):
         return parts[0]
     return {
         "images": np.concatenate([p["images"] for p in parts]),
-        **{key: [v for p in parts for v in p[key]] for key in ("labels", "names", "skipped")},
+        **{key: [v for p in parts for v in p[key]] for key in KEYS},
     }

@@ -5,6 +5,7 @@ imagenet2012: `image`, `label`, `file_name`); `hrnet_eval.tfrecord` checks its
 checksums and parses it with protobuf, so workers need not import TensorFlow.
 """
 
+import hashlib
 import io
 
 from hrnet_eval import tfrecord
@@ -25,28 +26,48 @@ class _NamedBytes(io.BytesIO):
         return self.where
 
 
-def load(item):
-    """(uint8 224x224x3 RGB array, label, name) of one item, via `hrnet_keras.load_image`."""
+def read_bytes(item):
+    """The bytes of one item: the whole file, or the member's or record's data in its
+    container (a TFRecord record's checksums checked). Raises `ImageError` naming it."""
+    try:
+        if item.kind == "tfrecord":
+            return tfrecord.read(item.source, item.offset, item.length)
+        with open(item.source, "rb") as f:
+            if item.kind == "file":
+                return f.read()
+            f.seek(item.offset)
+            payload = f.read(item.length)
+    except tfrecord.RecordError as exc:
+        raise ImageError(str(exc)) from None
+    except OSError as exc:
+        raise ImageError(f"Cannot read image {item.where}: {exc}") from None
+    if len(payload) != item.length:
+        raise ImageError(f"Cannot read image {item.where}: the file ends early.")
+    return payload
+
+
+def digest(payload):
+    """A fast hash of an item's bytes (what a resumed run compares): 32 hex digits."""
+    return hashlib.blake2b(payload, digest_size=16).hexdigest()
+
+
+def load(item, payload=None):
+    """(uint8 224x224x3 RGB array, label, name) of one item, via `hrnet_keras.load_image`;
+    `payload`: its bytes, when `read_bytes` gave them already."""
     from hrnet_keras import load_image
 
     label, name, where = item.label, item.name, item.where
+    if payload is None:
+        payload = read_bytes(item)
     try:
-        if item.kind == "file":
-            return load_image(item.source), label, name
         if item.kind == "tfrecord":
-            features = _parse_record(tfrecord.read(item.source, item.offset, item.length), where)
+            features = _parse_record(payload, where)
             name = _one(features, "file_name", bytes, where).decode(errors="replace")
             label = _one(features, "label", int, where)
             payload = _one(features, "image", bytes, where)
             where = f"{item.source}[{name}]"
             if not 0 <= label < 1000:
                 raise ImageError(f"Record {where} has label {label}, not a class 0-999.")
-        else:
-            with open(item.source, "rb") as f:
-                f.seek(item.offset)
-                payload = f.read(item.length)
-            if len(payload) != item.length:
-                raise ImageError(f"Cannot read image {where}: the file ends early.")
         image = load_image(_NamedBytes(payload, where))
     except ImageError:
         raise

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hrnet_eval import cluster, demo, results
+from hrnet_eval import cluster, demo, resume, results
 from hrnet_eval.data import DataError, load_dataset, shards
 from hrnet_eval.progress import Progress, format_duration
 from hrnet_eval.scheduler import EvalError, Scheduler, row_groups
@@ -86,17 +86,39 @@ def plan(models, dataset, store, specs, backend, shard_size, skip_corrupt):
 
 
 def check_output(output):
-    """Create folder `output` if missing and check that files can be written there."""
+    """Create folder `output` if missing and check that the result files can be written
+    there; returns the folders it created (outermost first)."""
+    created = [p for p in (output, *output.parents) if not os.path.lexists(p)][::-1]
     try:
         output.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=output):
             pass
     except (FileExistsError, NotADirectoryError):
+        remove_created(created)
         raise DataError(f"--output {output} is a file, not a folder: give a folder.") from None
     except OSError as exc:
+        remove_created(created)
         raise DataError(
             f"--output {output} cannot be written ({exc.strerror}): give a writable folder."
         ) from None
+    for name in results.RESULT_FILES:
+        path = output / name
+        if os.path.lexists(path) and not path.is_file():
+            remove_created(created)
+            raise DataError(
+                f"--output {output} holds {name} as something other than a file (a folder?): "
+                f"the results could not be written there; move it away or give another --output."
+            )
+    return created
+
+
+def remove_created(created):
+    """Remove the folders `check_output` created, innermost first, where still empty."""
+    for path in reversed(created):
+        try:
+            path.rmdir()
+        except OSError:
+            return
 
 
 def rows_per_worker(args, sizing, nodes_memory):
@@ -124,7 +146,15 @@ def run(args, out=print):
     """Evaluate `args.models`; returns the result rows. Raises the package's errors."""
     began = time.monotonic()
     output = Path(args.output).expanduser().resolve()
-    check_output(output)
+    created = check_output(output)
+    try:
+        return _run(args, output, began, out)
+    except BaseException:
+        remove_created(created)  # a run refused before any work leaves no folder behind
+        raise
+
+
+def _run(args, output, began, out):
     banner = None
     if args.demo:
         data_path = demo.write_demo_data(output / "demo-data")
@@ -146,6 +176,11 @@ def run(args, out=print):
     done, pending, keys, redo = plan(
         args.models, dataset, store, specs, args.backend, args.shard_size, args.skip_corrupt
     )
+    joined = any(done.values())
+    if joined:  # stored shards are trusted on their images' bytes: hashed on the cluster
+        out(cluster.connect(args.address, num_cpus=args.local_cpus), flush=True)
+        hashed, seconds = resume.verify(dataset.items, done, pending, redo)
+        out(f"checked the bytes of {hashed} stored images in {seconds:.1f} s", flush=True)
     for model in args.models:
         n_units = len(done[model]) + len(pending[model])
         resumed = (
@@ -160,7 +195,7 @@ def run(args, out=print):
     timing, failed = {}, {}
     if units_left:
         timing, failed = _dispatch(
-            args, dataset, specs, done, pending, keys, store, units_left, out
+            args, dataset, specs, done, pending, keys, store, units_left, out, joined
         )
 
     meta = {
@@ -203,10 +238,11 @@ def run(args, out=print):
     return rows
 
 
-def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out):
+def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out, joined=False):
     """Run the pending units on the cluster; returns where the time went (seconds)."""
     began = time.monotonic()
-    out(cluster.connect(args.address, num_cpus=args.local_cpus), flush=True)
+    if not joined:  # job.run joined already (to check stored shards)
+        out(cluster.connect(args.address, num_cpus=args.local_cpus), flush=True)
     connected = time.monotonic() - began
     nodes = cluster.node_resources()
     sizing = cluster.size_workers(
@@ -215,6 +251,8 @@ def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out)
         args.cpus_per_worker,
         nodes=nodes,
         units=units_left,
+        memory=cluster.node_memory(),
+        rows=args.models,
     )
     groups = row_groups(args.models, rows_per_worker(args, sizing, cluster.node_memory()))
     workers, gpus, cpus = sizing.workers, sizing.gpus_per_worker, sizing.cpus_per_worker

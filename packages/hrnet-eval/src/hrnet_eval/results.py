@@ -208,6 +208,9 @@ def _write_atomic(path, text):
         tmp.write_text(text)
 
 
+RESULT_FILES = ("results.md", "results.json", "results.csv", "results.png", "results.svg")
+
+
 def write(output, rows, meta):
     """Write the three result files and the plot (results.png / .svg) into `output`;
     returns their paths."""

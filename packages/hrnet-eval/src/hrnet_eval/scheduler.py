@@ -317,6 +317,7 @@ class Scheduler:
                 "labels": result["labels"],
                 "top5_classes": counts["top5_classes"],
                 "skipped": result["skipped"],
+                "digests": result["digests"],
                 "worker": result["worker"],
             }
             self.on_result(Unit(row, *key), record)

@@ -105,6 +105,12 @@ def index(path):
                     f"{path} is truncated at byte {pos} (not a complete TFRecord file)."
                 )
             length = _length(header, path, pos)
+            if length > size - pos - HEADER - FOOTER:
+                raise RecordError(
+                    f"{path}: the TFRecord header at byte {pos} gives a record of {length} "
+                    f"bytes, past the end of the file ({size} bytes): the file is damaged or "
+                    "truncated (prepare or download it again)."
+                )
             out.append((pos + HEADER, length))
             pos += HEADER + length + FOOTER
             f.seek(pos)

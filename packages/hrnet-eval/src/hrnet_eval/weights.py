@@ -13,21 +13,52 @@ def get_command(name, weights_dir):
     return f"python -m hrnet_keras.convert --download {name} --out {weights_dir}"
 
 
-def tensor_shapes(path):
-    """{dataset name: shape} of every tensor in an HDF5 weights file, each one read:
-    a truncated file fails here (OSError), not in a worker."""
+def read_tensors(path):
+    """({dataset name: shape}, name of the first tensor holding NaN or inf, or None) of an
+    HDF5 weights file, each tensor read: a truncated file fails here (OSError), not in a
+    worker."""
     import h5py
+    import numpy as np
 
-    shapes = {}
+    shapes, nonfinite = {}, []
 
     def visit(key, item):
         if isinstance(item, h5py.Dataset):
-            item[()]
+            value = item[()]
             shapes[key] = item.shape
+            if not nonfinite and np.issubdtype(np.asarray(value).dtype, np.floating):
+                if not np.isfinite(value).all():
+                    nonfinite.append(key)
 
     with h5py.File(path, "r") as f:
         f.visititems(visit)
-    return shapes
+    return shapes, (nonfinite[0] if nonfinite else None)
+
+
+def tensor_shapes(path):
+    """{dataset name: shape} of every tensor in an HDF5 weights file, each one read."""
+    return read_tensors(path)[0]
+
+
+def check_tensors(name, path, shapes, nonfinite, weights_dir):
+    """Refuse weights whose shapes are not row `name`'s (derived from its configuration,
+    without Keras) or that hold NaN or inf."""
+    from hrnet_keras.weight_shapes import expected_tensors, first_mismatch
+
+    mismatch = first_mismatch(name, shapes)
+    if mismatch:
+        raise WeightsError(
+            f"{path} does not hold the weights of {name}: {mismatch}. Is it another row's file? "
+            f"Convert {name} again: {get_command(name, weights_dir)}"
+        )
+    if nonfinite:
+        layer = expected_tensors(name).get(nonfinite, ("",))[0]
+        raise WeightsError(
+            f"{path} holds NaN or inf in tensor {nonfinite}"
+            + (f" ({layer})" if layer else "")
+            + f": {name} would score meaningless numbers. Convert it again: "
+            f"{get_command(name, weights_dir)}"
+        )
 
 
 def resolve(name, weights_dir=None, *, allow_download=True):
@@ -62,7 +93,8 @@ def resolve(name, weights_dir=None, *, allow_download=True):
             ) from None
     try:
         _, source_sha256 = recorded_source(converted)
-        if not tensor_shapes(converted):
+        shapes, nonfinite = read_tensors(converted)
+        if not shapes:
             raise OSError("it holds no tensors")
     except (OSError, KeyError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -70,6 +102,7 @@ def resolve(name, weights_dir=None, *, allow_download=True):
             f"{converted} is not a readable Keras weights file (truncated or corrupted? "
             f"{reason[:200]}). Convert it again: {get_command(name, weights_dir)}"
         ) from None
+    check_tensors(name, converted, shapes, nonfinite, weights_dir)
     return ModelSpec(
         name=name,
         weights=str(converted),

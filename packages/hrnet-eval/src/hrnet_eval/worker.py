@@ -88,7 +88,7 @@ class EvalWorker:
         """Counts and top-5 classes of one shard's decoded `chunks` under each of `rows`.
 
         Returns {"rows": {row: {images, top1, top5, top5_classes, seconds, nonfinite}},
-        "labels", "names", "skipped", "worker"}; "nonfinite" names the images whose
+        "labels", "names", "skipped", "digests", "worker"}; "nonfinite" names the images whose
         logits were not all finite (such a row's shard must not be counted). Batches
         are zero-padded to `batch_size`, so every image goes through the same compiled
         program whatever the shard size.
@@ -115,6 +115,7 @@ class EvalWorker:
             "labels": labels,
             "names": names,
             "skipped": shard["skipped"],
+            "digests": shard["digests"],
             "worker": self.describe(),
         }
 

@@ -56,6 +56,18 @@ def check_backend(format):
         )
 
 
+def check_out(out):
+    """Raise ExportError unless `out` is a folder or can be made one (nothing on its path
+    is a file)."""
+    out = Path(out)
+    for path in (out, *out.parents):
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                where = "is a file" if path == out else f"is below the file {path}"
+                raise ExportError(f"--out {out} {where}: give a folder to write the export into")
+            return
+
+
 def artifact_path(out, name, format, fold_batchnorm=False):
     """Where `export_model` writes row `name` in `format` under the folder `out`."""
     stem = name + ("-folded" if fold_batchnorm else "")
@@ -76,6 +88,7 @@ def export_model(
     """Build row `name` with `weights` (see `create_model`), export it in `format` under the
     folder `out`, and return the artifact's path (a folder for `saved_model`)."""
     check_backend(format)
+    check_out(out)
     import keras
 
     from hrnet_keras import create_model

@@ -71,7 +71,20 @@ def _read_keras(path, name):
         zipfile.ZipFile(path).close()  # Keras reports a truncated zip as "File not found"
         return keras.models.load_model(path, compile=False)
     except (zipfile.BadZipFile, OSError, KeyError, ValueError, TypeError) as exc:
+        if "safe_mode" in str(exc):
+            raise _carries_code(path, exc) from None
         raise _damaged(path, exc, name) from None
+
+
+def _carries_code(path, exc):
+    """The refusal of a `.keras` file that holds code (a `Lambda` layer's Python function)."""
+    reason = " ".join(str(exc).split())
+    return WeightsFileError(
+        f"{path} carries code (a Python function inside the file, e.g. a Lambda layer's), "
+        f"which Keras' safe mode refused to load; hrnet_keras loads .keras files in safe mode "
+        f"only and runs nothing from them. Use a .keras file without code, or the row's "
+        f".weights.h5. Keras said: {reason}"
+    )
 
 
 def _read_weights_h5(model, path, name):

@@ -1,0 +1,86 @@
+"""Resume on content: a stored shard is reused only if its images' bytes are those it scored.
+
+The decode tasks record a digest of each item's bytes (`decode.decode`'s "digests", kept in
+the shard's record). Before a resumed run trusts the shards that passed the cheap key test
+(names, sizes, modification times), `verify` hashes their items again in Ray tasks, every
+byte read once, and hands back the shards whose bytes differ to be scored again.
+"""
+
+import time
+
+from hrnet_eval.images import ImageError, digest, read_bytes
+from hrnet_eval.store import Unit
+
+CHANGED = "images' bytes changed"
+UNRECORDED = "no digests of their images' bytes (an older run)"
+ITEMS_PER_TASK = 256  # items hashed by one Ray task (whole files: one task per container)
+
+
+def hash_items(items):
+    """The digest of each item's bytes (None where they cannot be read), in order."""
+    out = []
+    for item in items:
+        try:
+            out.append(digest(read_bytes(item)))
+        except ImageError:
+            out.append(None)
+    return out
+
+
+def batches(items, size=ITEMS_PER_TASK):
+    """`items` cut into lists of about `size`, never splitting one file's items."""
+    out, batch, source = [], [], None
+    for item in items:
+        if batch and len(batch) >= size and item.source != source:
+            out.append(batch)
+            batch = []
+        batch.append(item)
+        source = item.source
+    if batch:
+        out.append(batch)
+    return out
+
+
+def fresh_digests(items):
+    """The digest of each of `items`, hashed in parallel Ray tasks (order kept); the tasks
+    run in the decode tasks' environment, so the decode that follows reuses their processes."""
+    import ray
+
+    from hrnet_eval.cluster import decode_env
+
+    task = ray.remote(hash_items).options(num_cpus=1, runtime_env={"env_vars": decode_env()})
+    parts = ray.get([task.remote(batch) for batch in batches(items)])
+    return [d for part in parts for d in part]
+
+
+def verify(items, done, pending, redo, *, hasher=fresh_digests):
+    """Check the stored records in `done` ({model: records}) against the bytes of `items`
+    (the data set's items): a record whose digests are missing or differ moves to
+    `pending` ({model: units}) and its reason is counted in `redo`. Returns (images
+    hashed, seconds)."""
+    began = time.monotonic()
+    ranges = set()
+    for model, records in done.items():
+        for record in records:
+            recorded = record.get("digests")
+            if isinstance(recorded, list) and len(recorded) == record["end"] - record["start"]:
+                ranges.add((record["start"], record["end"]))
+    ranges = sorted(ranges)
+    wanted = [item for start, end in ranges for item in items[start:end]]
+    digests, at = hasher(wanted) if wanted else [], 0
+    current = {}
+    for start, end in ranges:
+        current[(start, end)] = digests[at : at + end - start]
+        at += end - start
+    for model, records in done.items():
+        kept = []
+        for record in records:
+            fresh = current.get((record["start"], record["end"]))
+            if fresh is not None and record["digests"] == fresh:
+                kept.append(record)
+                continue
+            redo[CHANGED if fresh is not None else UNRECORDED] += 1
+            pending[model].append(Unit(model, record["start"], record["end"]))
+        done[model] = kept
+        pending[model].sort(key=lambda unit: unit.start)
+    return len(wanted), time.monotonic() - began
