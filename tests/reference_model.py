@@ -175,3 +175,26 @@ def make_discriminative(model, images_nhwc, spread=3.0):
         fc.weight.mul_(spread / centred.std())
         fc.bias.copy_(-(features.mean(dim=0) @ fc.weight.T))
     return model
+
+
+def timm_checkpoint(timm_name, path, seed=0, **kwargs):
+    """A timm HRNet (random init, then `randomize`d) saved as safetensors, as timm
+    publishes weights; returns the torch model (eval mode) and `path`."""
+    import timm
+    from safetensors.torch import save_file
+
+    model = randomize(timm.create_model(timm_name, pretrained=False, **kwargs).eval(), seed=seed)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return model, path
+
+
+def timm_forward(model, images_nhwc):
+    """Outputs of a timm model on float32 NHWC images: logits, or NHWC feature maps."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(np.transpose(images_nhwc, (0, 3, 1, 2))))
+    with torch.no_grad():
+        out = model(x)
+    if isinstance(out, (list, tuple)):
+        return [t.numpy().transpose(0, 2, 3, 1) for t in out]
+    return out.numpy()

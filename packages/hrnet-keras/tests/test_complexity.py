@@ -50,3 +50,25 @@ def test_flops_rules_on_a_small_model():
     x = keras.layers.GlobalAveragePooling2D()(x)  # 1024
     model = keras.Model(inputs, x)
     assert complexity.model_flops(model) == 9 * 3 * 4 * 64 + 256 + 512 + 256 + 1024 + 1024
+
+
+@pytest.mark.parametrize(
+    "row", ["hrnet_w18_small.gluon_in1k", "hrnet_w18_small_v2.gluon_in1k", "hrnet_w18.ms_aug_in1k"]
+)
+def test_timm_rows_params_are_timms_less_its_head_conv_biases(row):
+    """timm's model, built here, has `timm_params`; its head convs carry 3,840 biases that the
+    converter folds into BatchNorm, so the Keras model has that many fewer."""
+    import timm
+
+    from hrnet_keras.configs import ARCHS, HEAD_CONV_BIASES
+
+    preset = get_preset(row)
+    timm_name = ARCHS[preset.arch].timm_name
+    count = sum(p.numel() for p in timm.create_model(timm_name).parameters())
+    assert count == preset.timm_params
+    assert HEAD_CONV_BIASES == 3840 and preset.params == count - HEAD_CONV_BIASES
+    without = timm.create_model(timm_name, head_conv_bias=False)
+    assert sum(p.numel() for p in without.parameters()) == preset.params
+    assert complexity.measure(row) == (preset.params, preset.flops)
+    # our FLOPs (mmcv rules: BatchNorm, ReLU, ... counted too) within 1% of timm's GMACs
+    assert abs(preset.flops / 1e9 - preset.timm_gmacs) / preset.timm_gmacs < 0.01

@@ -17,8 +17,21 @@ ROWS = [
 ]
 
 
-def test_list_models_is_the_table():
-    assert hrnet_keras.list_models() == ROWS
+TIMM_ROWS = [
+    "hrnet_w18_small.gluon_in1k",
+    "hrnet_w18_small.ms_in1k",
+    "hrnet_w18_small_v2.gluon_in1k",
+    "hrnet_w18_small_v2.ms_in1k",
+    "hrnet_w18.ms_aug_in1k",
+]
+
+
+def test_list_models_is_the_table_then_timms_rows():
+    assert hrnet_keras.list_models("mmcls") == ROWS
+    assert hrnet_keras.list_models("timm") == TIMM_ROWS
+    assert hrnet_keras.list_models() == ROWS + TIMM_ROWS
+    with pytest.raises(ValueError, match="Unknown family 'tf'; known: mmcls, timm"):
+        hrnet_keras.list_models("tf")
 
 
 def test_ssld_rows_share_the_architecture():

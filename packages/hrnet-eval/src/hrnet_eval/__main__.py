@@ -21,6 +21,9 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 DEFAULT_OUTPUT = "results"
+# Row family the evaluator runs (hrnet_keras.configs.FAMILIES): --all, --models and --list.
+# timm's rows need per-row pipelines (issue #17, item 5) before they can join.
+EVALUATED = "mmcls"
 DEFAULT_SHARD_SIZE = 500
 DEFAULT_BATCH_SIZE = 32
 DEMO_DEFAULTS = {
@@ -49,12 +52,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    from hrnet_keras.configs import PRESETS
+    from hrnet_keras.configs import list_models
 
     parser = Parser(
         prog="python -m hrnet_eval",
         description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1] + "\nRows: " + ", ".join(PRESETS),
+        epilog=__doc__.split("\n\n", 1)[1] + "\nRows: " + ", ".join(list_models(EVALUATED)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = parser.add_argument_group("what to evaluate")
@@ -64,7 +67,7 @@ def build_parser():
         metavar="NAME[,NAME...]",
         help="comma-separated rows, e.g. hrnet-w18,hrnet-w48-ssld",
     )
-    what.add_argument("--all", action="store_true", help="every row of the table")
+    what.add_argument("--all", action="store_true", help="every row of the mmclassification table")
     what.add_argument(
         "--demo",
         action="store_true",
@@ -192,14 +195,15 @@ def build_parser():
 
 
 def _model_list(text):
-    from hrnet_keras.configs import PRESETS
+    from hrnet_keras.configs import list_models
 
+    known = list_models(EVALUATED)
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in PRESETS]
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
             f"unknown model {', '.join(map(repr, unknown)) or repr(text)}; "
-            f"known: {', '.join(PRESETS)}"
+            f"known: {', '.join(known)}"
         )
     return list(dict.fromkeys(names))
 
@@ -234,12 +238,12 @@ def _positive_float(text):
 
 
 def list_rows():
-    from hrnet_keras.configs import PRESETS
+    from hrnet_keras.configs import get_preset, list_models
 
     lines = [
         f"{'model':<16}{'params(M)':>10}{'flops(G)':>10}{'top-1':>8}{'top-5':>8}  weights file"
     ]
-    for p in PRESETS.values():
+    for p in map(get_preset, list_models(EVALUATED)):
         lines.append(
             f"{p.name:<16}{p.params / 1e6:>10.2f}{p.flops / 1e9:>10.2f}"
             f"{p.top1:>8.2f}{p.top5:>8.2f}  {p.keras_weights}"
@@ -248,7 +252,7 @@ def list_rows():
 
 
 def parse_args(argv):
-    from hrnet_keras.configs import PRESETS
+    from hrnet_keras.configs import list_models
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -258,7 +262,7 @@ def parse_args(argv):
     if chosen > 1:
         parser.error("give either --models or --all, not both")
     if args.all:
-        args.models = list(PRESETS)
+        args.models = list_models(EVALUATED)
     if args.demo:
         if args.data:
             parser.error("--demo uses scikit-image's photos; drop --data (or drop --demo)")

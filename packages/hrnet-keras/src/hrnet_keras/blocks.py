@@ -154,12 +154,24 @@ def _fuse_input(x, i, j, channels, name):
     return x
 
 
-def hr_module(features, channels, num_blocks, name):
-    """Parallel BasicBlock branches, then every branch fused into every other."""
+def residual_block(kind):
+    """The block function for a config's block name: "basic" or "bottleneck"."""
+    blocks = {"basic": basic_block, "bottleneck": bottleneck_block}
+    if kind not in blocks:
+        raise ValueError(f"Unknown HRNet block {kind!r}; known: {', '.join(blocks)}.")
+    return blocks[kind]
+
+
+def hr_module(features, channels, num_blocks, name, block="basic"):
+    """Parallel branches of `num_blocks` blocks each, then every branch fused into every other.
+
+    `channels` are the branches' output channels (a Bottleneck's are 4x its planes).
+    """
+    make_block = residual_block(block)
     branches = []
     for b, (x, filters) in enumerate(zip(features, channels)):
         for k in range(num_blocks):
-            x = basic_block(x, filters, f"{name}.branches.{b}.{k}")
+            x = make_block(x, filters, f"{name}.branches.{b}.{k}")
         branches.append(x)
     if len(branches) == 1:
         return branches
@@ -173,11 +185,16 @@ def hr_module(features, channels, num_blocks, name):
     return fused
 
 
+def increase_layer(x, index, filters, name):
+    """HRFuseScales' `increase_layers.<index>` (timm's `incre_modules`): one Bottleneck."""
+    return bottleneck_block(x, filters, f"{name}.increase_layers.{index}.0")
+
+
 def fuse_scales(features, neck_channels, out_channels, name):
     """mmpretrain's HRFuseScales: widen each branch, sum top-down at stride 2."""
     feat = None
     for i, (x, filters) in enumerate(zip(features, neck_channels)):
-        x = bottleneck_block(x, filters, f"{name}.increase_layers.{i}.0")
+        x = increase_layer(x, i, filters, name)
         if feat is None:
             feat = x
             continue

@@ -11,26 +11,44 @@ import zipfile
 
 from hrnet_keras import network
 from hrnet_keras.blocks import layer_name
-from hrnet_keras.checkpoints import CheckpointError, load_checkpoint_into
-from hrnet_keras.configs import PRESETS, get_preset
+from hrnet_keras.checkpoints import CheckpointError, is_hub_handle, load_checkpoint_into
+from hrnet_keras.configs import ALIASES, PRESETS, get_preset
 
 
 class WeightsFileError(ValueError):
     """A `.weights.h5` / `.keras` file that cannot be read; the message names it."""
 
 
+def _row_name(weights):
+    """The row a `weights` string names (a row or an alias), or None."""
+    if not isinstance(weights, str):
+        return None
+    name = ALIASES.get(weights, weights)
+    return name if name in PRESETS else None
+
+
+def is_named_weights(weights):
+    """Whether `weights` names published 1000-class weights (a row, an alias, `hf://...`)."""
+    return _row_name(weights) is not None or is_hub_handle(weights)
+
+
 def resolve_weights(weights, name):
-    """(file, row) that `weights` ("imagenet", a row name or a path) stands for.
+    """(file, row) that `weights` ("imagenet", a row name, `hf://...` or a path) stands for.
 
     Row names resolve to the converted `.weights.h5` in the cache, converting
     the published checkpoint on first use (imported here: `convert` builds
     models, and `python -m hrnet_keras.convert` must not be imported twice).
+    Hub names resolve to the Hub cache's `model.safetensors`, checked there.
     """
     from hrnet_keras.convert import ensure_converted
 
-    row = name if weights == "imagenet" else weights
-    if isinstance(row, str) and row in PRESETS:
+    row = _row_name(name if weights == "imagenet" else weights)
+    if row is not None:
         return os.fspath(ensure_converted(row)), row
+    if is_hub_handle(weights):
+        from hrnet_keras.checkpoints import hub
+
+        return hub.fetch(weights, arch=get_preset(name).arch).path, name
     return os.fspath(weights), name
 
 
@@ -114,15 +132,21 @@ def _copy_weights(src, dst, path):
 
 
 def check_weights_argument(weights, name):
-    """Fail early on a `weights` that is neither "imagenet", a row of `name`'s width, nor a file."""
+    """Fail early on a `weights` that is neither "imagenet", a row of `name`'s architecture,
+    a hub name (`hf://OWNER/NAME[@REVISION]`), nor a file."""
     if weights is None or weights == "imagenet":
         return
-    if isinstance(weights, str) and weights in PRESETS:
+    if _row_name(weights) is not None:
         if get_preset(weights).arch != get_preset(name).arch:
             raise ValueError(f"weights={weights!r} are for {get_preset(weights).arch}, not {name}.")
+        return
+    if is_hub_handle(weights):
+        from hrnet_keras.checkpoints.hub import parse_handle
+
+        parse_handle(weights)
         return
     if not os.path.isfile(os.fspath(weights)):
         raise FileNotFoundError(
             f"weights={weights!r} is neither a known row ({', '.join(PRESETS)}), "
-            "'imagenet', nor an existing file."
+            "'imagenet', a hub name (hf://OWNER/NAME), nor an existing file."
         )

@@ -6,25 +6,38 @@ the weights into the model just built (`hrnet_keras.loading`).
 
 import keras
 
-from hrnet_keras import loading, network
+from hrnet_keras import features, loading, network
 from hrnet_keras.configs import get_preset
 
 STRIDE = 32  # the smallest branch is 1/32 of the input; sizes must divide by it
 
 
 def _check_arguments(
-    name, weights, include_top, input_shape, input_tensor, pooling, classes, features_only
+    name,
+    weights,
+    include_top,
+    input_shape,
+    input_tensor,
+    pooling,
+    classes,
+    features_only,
+    out_indices,
+    feature_location,
 ):
     get_preset(name)
     loading.check_weights_argument(weights, name)
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}.")
-    if features_only and pooling is not None:
-        raise ValueError("features_only=True returns the four branches; pooling must be None.")
+    if features_only:
+        if pooling is not None:
+            raise ValueError("features_only=True returns feature maps; pooling must be None.")
+        features.check_feature_arguments(out_indices, feature_location)
+    elif out_indices is not None or feature_location:
+        raise ValueError("out_indices and feature_location need features_only=True.")
     if include_top and not features_only:
         if not isinstance(classes, int) or classes < 1:
             raise ValueError(f"classes must be a positive integer, got {classes!r}.")
-        pretrained = weights == "imagenet" or weights in loading.PRESETS
+        pretrained = weights == "imagenet" or loading.is_named_weights(weights)
         if pretrained and classes != 1000:
             raise ValueError(
                 f"weights={weights!r} with include_top=True needs classes=1000, got "
@@ -62,24 +75,44 @@ def create_model(
     classes=1000,
     classifier_activation="softmax",
     features_only=False,
+    out_indices=None,
+    feature_location="",
 ):
-    """Build a Keras HRNet for one row of the table (see `list_models()`).
+    """Build a Keras HRNet for one row (see `list_models()`) or architecture.
 
     Args:
-        name: a row name such as `"hrnet-w18"` or `"hrnet-w48-ssld"`.
+        name: a row name such as `"hrnet-w18"`, `"hrnet-w48-ssld"` or timm's
+            `"hrnet_w18_small.gluon_in1k"`; an architecture name (`"hrnet-w18-small"`,
+            timm's `"hrnet_w18_small"`) stands for its first row.
         weights: `None` (random init), `"imagenet"` (the row's published
-            checkpoint), another row name of the same width, or a path to a
-            `.weights.h5`, `.keras`, `.pth` or `.safetensors` file.
+            checkpoint), another row name of the same architecture, a Hugging Face
+            Hub checkpoint `"hf://timm/hrnet_w18.ms_aug_in1k"` (optionally
+            `@revision`), or a path to a `.weights.h5`, `.keras`, `.pth` or
+            `.safetensors` file.
         include_top: keep the 2048 -> `classes` Linear head.
         input_shape: e.g. `(224, 224, 3)`; default: any size divisible by 32.
         input_tensor: optional Keras tensor to use as the model's input.
         pooling: without the top, `None` (the 2048-channel map), `"avg"` or `"max"`.
         classes: number of classes of the head (1000 with pretrained weights).
         classifier_activation: activation of the head; `None` returns logits.
-        features_only: return the four multi-resolution branch outputs.
+        features_only: return feature maps (a `FeaturePyramidModel` with
+            `feature_info` and `pyramid_outputs`); by default the four branches.
+        out_indices: with `features_only`, which maps in timm's numbering: 0 the
+            stem (reduction 2), 1-4 the branches (reductions 4-32); default (1, 2, 3, 4).
+        feature_location: with `features_only`, `""` (the last stage's branches) or
+            `"incre"` (through the head's incre modules, 128-1024 channels, timm's default).
     """
     _check_arguments(
-        name, weights, include_top, input_shape, input_tensor, pooling, classes, features_only
+        name,
+        weights,
+        include_top,
+        input_shape,
+        input_tensor,
+        pooling,
+        classes,
+        features_only,
+        out_indices,
+        feature_location,
     )
     inputs = network.default_inputs(input_shape) if input_tensor is None else input_tensor
     model = network.build(
@@ -90,13 +123,15 @@ def create_model(
         classes=classes,
         classifier_activation=classifier_activation,
         features_only=features_only,
+        out_indices=out_indices,
+        feature_location=feature_location,
     )
     if weights is not None:
         loading.load_weights(model, weights, name)
     return model
 
 
-def _constructor(arch_name):
+def _constructor(arch_name, title):
     def constructor(
         include_top=True,
         weights=None,
@@ -117,19 +152,20 @@ def _constructor(arch_name):
             classifier_activation=classifier_activation,
         )
 
-    title = arch_name.replace("hrnet-w", "HRNetW")
     constructor.__name__ = constructor.__qualname__ = title
     constructor.__doc__ = (
         f"Instantiate {title} (keras.applications style); see `create_model`. "
-        f'`weights="imagenet"` loads the `{arch_name}` row of the table.'
+        f'`weights="imagenet"` loads the `{get_preset(arch_name).name}` row.'
     )
     return constructor
 
 
-HRNetW18 = _constructor("hrnet-w18")
-HRNetW30 = _constructor("hrnet-w30")
-HRNetW32 = _constructor("hrnet-w32")
-HRNetW40 = _constructor("hrnet-w40")
-HRNetW44 = _constructor("hrnet-w44")
-HRNetW48 = _constructor("hrnet-w48")
-HRNetW64 = _constructor("hrnet-w64")
+HRNetW18 = _constructor("hrnet-w18", "HRNetW18")
+HRNetW30 = _constructor("hrnet-w30", "HRNetW30")
+HRNetW32 = _constructor("hrnet-w32", "HRNetW32")
+HRNetW40 = _constructor("hrnet-w40", "HRNetW40")
+HRNetW44 = _constructor("hrnet-w44", "HRNetW44")
+HRNetW48 = _constructor("hrnet-w48", "HRNetW48")
+HRNetW64 = _constructor("hrnet-w64", "HRNetW64")
+HRNetW18Small = _constructor("hrnet-w18-small", "HRNetW18Small")
+HRNetW18SmallV2 = _constructor("hrnet-w18-small-v2", "HRNetW18SmallV2")

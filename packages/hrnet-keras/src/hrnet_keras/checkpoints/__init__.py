@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hrnet_keras.checkpoints.checksums import ChecksumError, file_sha256, verify
 from hrnet_keras.checkpoints.download import DownloadError, cache_dir, download
+from hrnet_keras.checkpoints.hub import HubError, is_hub_handle
 from hrnet_keras.checkpoints.keymap import assign_state
 from hrnet_keras.checkpoints.layouts import to_mmcls
 from hrnet_keras.checkpoints.reader import CheckpointError, read_state_dict
@@ -19,12 +20,14 @@ __all__ = [
     "CheckpointError",
     "ChecksumError",
     "DownloadError",
+    "HubError",
     "LoadedCheckpoint",
     "cache_dir",
     "checkpoint_url",
     "download",
     "fetch_checkpoint",
     "file_sha256",
+    "is_hub_handle",
     "load_checkpoint_into",
     "verify",
 ]
@@ -61,17 +64,25 @@ def load_checkpoint_into(model, path, arch_name):
         layout, state = to_mmcls(state)
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    width = get_arch(arch_name).width
-    assign_state(model, state, source=path, expected_width=width, release=True)
+    arch = get_arch(arch_name)
+    assign_state(
+        model, state, source=path, expected_width=arch.width, expected_arch=arch.name, release=True
+    )
     return LoadedCheckpoint(path=path, layout=layout, sha256=sha256)
 
 
-def fetch_checkpoint(name, *, cache=None, progress=True):
-    """Path of row `name`'s published `.pth` in the cache, downloading it if absent.
+def fetch_checkpoint(name, *, cache=None, progress=True, local_only=False):
+    """Path of row `name`'s published checkpoint, downloading it if absent.
 
-    A file already there is used as is; `load_checkpoint_into` checks its sha256.
+    mmcls rows: the `.pth` in the cache (a file already there is used as is;
+    `load_checkpoint_into` checks its sha256). Hub rows (`hf://`): the Hub cache's
+    `model.safetensors`, checked by `hub.fetch`; `local_only` forbids downloading.
     """
     preset = get_preset(name)
+    if is_hub_handle(preset.url):
+        from hrnet_keras.checkpoints import hub
+
+        return Path(hub.fetch(preset.url, arch=preset.arch, local_only=local_only).path)
     checkpoint = (Path(cache) if cache else cache_dir()) / preset.filename
     if not checkpoint.is_file():
         download(

@@ -4,10 +4,13 @@ Each weight-bearing Keras layer is named after its torch module, so the map is
 layer name + a fixed suffix per Keras variable, with a layout transform.
 """
 
+import re
+
 import numpy as np
 from keras import layers
 
 from hrnet_keras.blocks import torch_prefix
+from hrnet_keras.configs import ARCHS
 
 from hrnet_keras.checkpoints.reader import CheckpointError
 
@@ -56,6 +59,44 @@ def branch_width(state):
     return None if w is None else int(w.shape[0])
 
 
+def _count(state, pattern):
+    found = {m.group(1) for k in state if (m := re.match(pattern, k))}
+    return len(found)
+
+
+def state_layout(state):
+    """(width, layer1 blocks, layer1 planes, modules per stage, blocks per branch per stage)
+    of a mmcls-keyed state dict, as `arch_layout` gives them for an `ArchConfig`."""
+    planes = state.get("backbone.layer1.0.conv1.weight")
+    return (
+        branch_width(state),
+        _count(state, r"^backbone\.layer1\.(\d+)\."),
+        None if planes is None else int(planes.shape[0]),
+        tuple(_count(state, rf"^backbone\.stage{s}\.(\d+)\.") for s in (2, 3, 4)),
+        tuple(_count(state, rf"^backbone\.stage{s}\.0\.branches\.0\.(\d+)\.") for s in (2, 3, 4)),
+    )
+
+
+def arch_layout(arch):
+    """The `state_layout` that a checkpoint of `arch` (an `ArchConfig`) has."""
+    return (
+        arch.width,
+        arch.layer1.num_blocks,
+        arch.layer1.channels,
+        tuple(s.num_modules for s in arch.stages),
+        tuple(s.num_blocks for s in arch.stages),
+    )
+
+
+def checkpoint_arch(state):
+    """The name of the architecture (configs.ARCHS) a mmcls-keyed state dict fits, or None."""
+    layout = state_layout(state)
+    for arch in ARCHS.values():
+        if arch_layout(arch) == layout:
+            return arch.name
+    return None
+
+
 def _ignored_prefixes(model):
     """Parts of a full classifier checkpoint that a headless model leaves out."""
     names = {torch_prefix(layer.name) for layer in model.layers}
@@ -64,10 +105,15 @@ def _ignored_prefixes(model):
         ignored.append("head.")
     if "neck.0.final_layer.conv" not in names:
         ignored.append("neck.")
+    if "backbone.conv2" not in names:  # a stem-only feature model (out_indices=(0,))
+        ignored += ["backbone.bn2.", "backbone.conv2.", "backbone.layer1.", "backbone.trans"]
+        ignored += ["backbone.stage"]
     return tuple(ignored)
 
 
-def assign_state(model, state, *, source="checkpoint", expected_width=None, release=False):
+def assign_state(
+    model, state, *, source="checkpoint", expected_width=None, expected_arch=None, release=False
+):
     """Copy a mmcls-keyed state dict into `model`, using every tensor exactly once.
 
     BatchNorm's `num_batches_tracked` is read and dropped; a headless model
@@ -75,14 +121,20 @@ def assign_state(model, state, *, source="checkpoint", expected_width=None, rele
     naming the key on a missing tensor, an unused tensor, or a shape mismatch
     (with both shapes); a checkpoint of another width says which. With
     `release`, each tensor leaves `state` once assigned, so that the
-    checkpoint's memory goes back as the model's fills.
+    checkpoint's memory goes back as the model's fills. `expected_arch` (an
+    architecture name) names the checkpoint's own architecture when they differ.
     """
-    width = branch_width(state)
+    width, found = branch_width(state), checkpoint_arch(state)
     if expected_width is not None and width is not None and width != expected_width:
         raise CheckpointError(
             f"{source} is an HRNet-W{width} checkpoint (backbone.transition1.0.0.weight "
             f"has {width} filters) but the model is HRNet-W{expected_width}; "
-            f"use --model hrnet-w{width}."
+            f"use --model {found or f'hrnet-w{width}'}."
+        )
+    if expected_arch is not None and found is not None and found != expected_arch:
+        raise CheckpointError(
+            f"{source} is an {found} checkpoint (its stage layout: width, blocks, modules) "
+            f"but the model is {expected_arch}; use --model {found}."
         )
     entries = model_key_map(model)
     missing = [key for _, key, _ in entries if key not in state]
