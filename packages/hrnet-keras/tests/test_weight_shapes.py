@@ -43,6 +43,17 @@ def test_derived_tensors_are_those_keras_saves(w18_file):
     assert first_mismatch("hrnet-w18", _shapes(path)) is None
 
 
+@pytest.mark.parametrize("arch", ["hrnet-w18-small", "hrnet-w18-small-v2"])
+def test_other_layouts_derive_as_keras_saves(arch, tmp_path):
+    """Stage 1 and the stages read from each architecture's config (timm's small ones)."""
+    from hrnet_keras import network
+
+    name = next(p.name for p in PRESETS.values() if p.arch == arch)
+    path = tmp_path / "small.weights.h5"
+    network.classifier(name).save_weights(path)
+    assert {k: v[1] for k, v in expected_tensors(name).items()} == _shapes(path)
+
+
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_derived_parameters_add_up_to_the_table(name):
     # Trainable tensors only: BatchNorm's moving mean and variance (vars 2, 3) are not counted.

@@ -19,6 +19,8 @@ _EXPORTS = {
     "list_models": "configs",
     "create_model": "model",
     **{f"HRNetW{w}": "model" for w in (18, 30, 32, 40, 44, 48, 64)},
+    "HRNetW18Small": "model",
+    "HRNetW18SmallV2": "model",
     "decode_predictions": "preprocessing",
     "load_image": "preprocessing",
     "preprocess_input": "preprocessing",

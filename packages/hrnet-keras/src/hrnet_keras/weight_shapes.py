@@ -11,11 +11,9 @@ driver that never imports Keras; `tests` compare it with a built model.
 import collections
 
 from hrnet_keras.configs import (
-    LAYER1_BLOCKS,
-    LAYER1_CHANNELS,
+    BLOCK_EXPANSION,
     NECK_CHANNELS,
     NECK_OUT_CHANNELS,
-    STAGES,
     STEM_CHANNELS,
     get_arch,
 )
@@ -106,11 +104,14 @@ class _Graph:
             )
         return x
 
-    def hr_module(self, features, channels, num_blocks, name):
+    def block(self, kind):
+        return {"basic": self.basic_block, "bottleneck": self.bottleneck_block}[kind]
+
+    def hr_module(self, features, channels, num_blocks, name, block="basic"):
         branches = []
         for b, (x, filters) in enumerate(zip(features, channels)):
             for k in range(num_blocks):
-                x = self.basic_block(x, filters, f"{name}.branches.{b}.{k}")
+                x = self.block(block)(x, filters, f"{name}.branches.{b}.{k}")
             branches.append(x)
         if len(branches) == 1:
             return branches
@@ -124,20 +125,21 @@ class _Graph:
             fused.append(self.add("re_lu", f"{name}.fuse_layers.{i}.relu", [y], channels[i]))
         return fused
 
-    def classifier(self, branch_channels):
+    def classifier(self, arch):
         """The full 1000-class model of `network.classifier`; returns its output op."""
         x = self.add("input_layer", "pixel_values", [], 3)
         x = self.conv_bn(x, STEM_CHANNELS, 3, strides=2, conv="backbone.conv1", bn="backbone.bn1")
         x = self.conv_bn(x, STEM_CHANNELS, 3, strides=2, conv="backbone.conv2", bn="backbone.bn2")
-        for k in range(LAYER1_BLOCKS):
-            x = self.bottleneck_block(x, LAYER1_CHANNELS, f"backbone.layer1.{k}")
+        for k in range(arch.layer1.num_blocks):
+            x = self.block(arch.layer1.block)(x, arch.layer1.out_channels, f"backbone.layer1.{k}")
         features = [x]
-        for s, stage in enumerate(STAGES, start=2):
-            channels = branch_channels[: stage.num_branches]
+        for s, stage in enumerate(arch.stages, start=2):
+            expansion = BLOCK_EXPANSION[stage.block]
+            channels = [c * expansion for c in arch.branch_channels[: stage.num_branches]]
             features = self.transition(features, channels, f"backbone.transition{s - 1}")
             for m in range(stage.num_modules):
                 features = self.hr_module(
-                    features, channels, stage.num_blocks, f"backbone.stage{s}.{m}"
+                    features, channels, stage.num_blocks, f"backbone.stage{s}.{m}", stage.block
                 )
         feat = None
         for i, (x, filters) in enumerate(zip(features, NECK_CHANNELS)):
@@ -190,7 +192,7 @@ def expected_tensors(name):
     """{`layers/<class>_<n>/vars/<i>`: (torch-style layer name, shape)} of row `name`'s
     full classifier, as `model.save_weights` writes it."""
     graph = _Graph()
-    order = graph.keras_order(graph.classifier(get_arch(name).branch_channels))
+    order = graph.keras_order(graph.classifier(get_arch(name)))
     counts = collections.Counter()
     tensors = {}
     for op in order:
