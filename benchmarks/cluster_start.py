@@ -3,8 +3,8 @@
 Each measurement is a fresh process that calls `hrnet_eval.cluster.connect()` (what
 `python -m hrnet_eval` does without RAY_ADDRESS), then runs one task with the decode
 tasks' runtime environment (the first work a job sends), and reports: seconds to
-`connect()` returned, seconds to that task's result, and the Ray processes the node
-runs then. Variants (Ray settings as environment variables, `RAY_<config name>`):
+`connect()` returned, seconds to that task's result, and the processes the cluster
+runs then (the driver's descendants). Variants (Ray settings as environment variables, `RAY_<config name>`):
 
 - default: Ray's defaults (the raylet prestarts one idle Python worker per CPU);
 - no-prestart: `RAY_enable_worker_prestart=0` (no idle workers started ahead).
@@ -24,6 +24,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import common  # noqa: E402
+
 VARIANTS = {"default": {}, "no-prestart": {"RAY_enable_worker_prestart": "0"}}
 CHILD = r"""
 import json, os, sys, time
@@ -35,11 +39,8 @@ import psutil, ray
 task = ray.remote(lambda: os.getpid()).options(runtime_env={"env_vars": cluster.decode_env()})
 ray.get(task.remote())
 first_task = time.time() - began
-names = sorted(
-    p.info["name"] for p in psutil.process_iter(["name"])
-    if p.info["name"] and (p.info["name"].startswith("ray::") or p.info["name"] in
-                           ("gcs_server", "raylet"))
-)
+# This cluster's processes: the driver's descendants (another cluster's are not counted).
+names = sorted(p.name() for p in psutil.Process().children(recursive=True))
 idle = sum(1 for n in names if n == "ray::IDLE")
 print("RESULT " + json.dumps({"connect_s": round(connected, 2), "first_task_s": round(first_task, 2),
                               "processes": len(names), "idle_workers": idle}))
@@ -65,10 +66,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "cluster_start_cpu.json")
     args = parser.parse_args()
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
-        "unknown CPU",
-    )
+    cpu = common.cpu_model()
     runs = {name: [] for name in VARIANTS}
     for r in range(args.rounds):
         for name, extra in VARIANTS.items():

@@ -100,6 +100,13 @@ def run_evaluator(argv, output):
     return wall, json.loads((Path(output) / "results.json").read_text()), log
 
 
+def cpu_model():
+    """The CPU's model name, e.g. "AMD EPYC" (every speed figure names it)."""
+    with open("/proc/cpuinfo") as f:
+        names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    return names[0] if names else "unknown CPU"
+
+
 def machine():
     """One line naming the machine the figures come from."""
     import platform

@@ -30,6 +30,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import common  # noqa: E402
+
 CHILD = {
     "after": r"""
 import sys, time
@@ -87,10 +91,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "worker_ready_cpu.json")
     args = parser.parse_args()
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
-        "unknown CPU",
-    )
+    cpu = common.cpu_model()
     runs = {f"{code} {state}": [] for code in ("before", "after") for state in ("cold", "warm")}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
