@@ -360,3 +360,19 @@ def test_row_with_non_finite_logits_stops_and_the_other_finishes(
     assert_counts(out, image_set, (SSLD,))
     assert "## Stopped rows: no accuracy" in (out / "results.md").read_text()
     assert not shard_files(out, W18)
+
+
+def test_counts_from_a_cold_and_a_warm_program_cache(ray_head, image_set, tmp_path):
+    """The same job on an empty program cache (the row built), then on that cache (the row
+    read, nothing built): the reference's counts and predictions both times."""
+    cache = str(tmp_path / "cache")
+    for state, how in (("cold", "built"), ("warm", "cached")):
+        out = tmp_path / state
+        run = ray_head.submit(*job_args(image_set, out, cache, workers=1, gpus_per_worker=1))
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert re.search(
+            rf"hrnet-w18: ready on worker 0 in [\d.]+ s \({how}\)", run.stdout
+        ), run.stdout
+        assert_counts(out, image_set, (W18,))
+        assert_predictions(out, image_set, W18)
+    assert (tmp_path / "cache" / "programs").is_dir() and (tmp_path / "cache" / "weights").is_dir()
