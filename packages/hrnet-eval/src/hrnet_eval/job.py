@@ -13,7 +13,8 @@ from pathlib import Path
 from hrnet_eval import cluster, demo, resume, results
 from hrnet_eval.data import DataError, load_dataset, shards
 from hrnet_eval.progress import Progress, format_duration
-from hrnet_eval.scheduler import EvalError, Scheduler, row_groups
+from hrnet_eval.policy import row_groups
+from hrnet_eval.scheduler import EvalError, Scheduler
 from hrnet_eval.store import ShardStore, Unit
 from hrnet_eval.weights import resolve
 

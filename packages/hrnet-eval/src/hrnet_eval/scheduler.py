@@ -13,15 +13,18 @@ per-row results go to `on_result` once. A worker that dies has its shards put
 back (its rows in front) and is replaced; a shard that loses its worker
 `max_attempts` times stops the job. A row whose logits are not all finite stops
 (named in `failed`); the other rows go on.
+
+This module is the Ray loop (actors, calls, results, lost workers); what is left and
+who takes it is `hrnet_eval.policy`, which shards are held `hrnet_eval.window`.
 """
 
-import bisect
 import collections
 import dataclasses
 import time
 
 from hrnet_eval.decode import chunks, decode
 from hrnet_eval.images import ImageError
+from hrnet_eval.policy import Work, choose_group
 from hrnet_eval.store import Unit
 from hrnet_eval.window import DecodeWindow
 from hrnet_eval.worker import EvalWorker
@@ -51,11 +54,59 @@ def one_line(exc):
     return lines[0] if lines else type(exc).__name__
 
 
-def row_groups(rows, rows_per_worker):
-    """The rows in groups of at most `rows_per_worker`, in order."""
-    rows = list(rows)
-    size = max(1, rows_per_worker or len(rows))
-    return [tuple(rows[i : i + size]) for i in range(0, len(rows), size)]
+class Timing:
+    """When each row became ready and how much was scored after: where a run's time went."""
+
+    def __init__(self, rows):
+        self.rows = set(rows)
+        self.started = time.monotonic()  # when the first actor was asked for
+        self.loads = {}  # row -> its first load's result, with "ready_s" after `started`
+        self.finished_at = None  # seconds after `started` of the last result
+        self.images = 0  # images scored by this run, summed over rows
+        self.all_ready_at = None  # seconds after `started` when every row had loaded once
+        self.images_all_ready = 0  # of `images`, those scored after that
+
+    def now(self):
+        return time.monotonic() - self.started
+
+    def loaded(self, row, result):
+        self.loads.setdefault(row, {**result, "ready_s": round(self.now(), 2)})
+        if self.all_ready_at is None and self.rows <= set(self.loads):
+            self.all_ready_at = self.now()
+
+    def scored(self, images):
+        self.images += images
+        if self.all_ready_at is not None:
+            self.images_all_ready += images
+        self.finished_at = self.now()
+
+    def summary(self, window):
+        """The figures of results.json's `timing` (seconds, images x rows)."""
+        out = {
+            "images": self.images,
+            "decoded_images": window.decoded,
+            "decoded_twice": window.decoded_twice,
+        }
+        if not self.loads or self.finished_at is None:
+            return out
+        ready = [load["ready_s"] for load in self.loads.values()]
+        evaluating = self.finished_at - min(ready)
+        steady = None
+        if self.all_ready_at is not None and self.finished_at > self.all_ready_at:
+            steady = self.images_all_ready / (self.finished_at - self.all_ready_at)
+        return {
+            **out,
+            "images_per_second_all_ready": round(steady, 3) if steady else None,
+            "first_worker_ready_s": round(min(ready), 2),
+            "last_worker_ready_s": round(max(ready), 2),
+            "evaluating_s": round(evaluating, 2),
+            "images_per_second": round(self.images / evaluating, 3) if evaluating > 0 else None,
+            "row_load_seconds": {row: load["seconds"] for row, load in self.loads.items()},
+            "row_load": {
+                row: {k: load[k] for k in ("seconds", "how", "steps", "ready_s")}
+                for row, load in self.loads.items()
+            },
+        }
 
 
 class Scheduler:
@@ -97,60 +148,27 @@ class Scheduler:
         self.max_deaths = 2 * workers + 1
         self.poll_seconds = poll_seconds
         self.stall_seconds = stall_seconds
-        # Shards each row has still to be sent (in data order), and rows per shard.
-        self.todo = {row: sorted((u.start, u.end) for u in units) for row, units in pending.items()}
-        self.todo = {row: keys for row, keys in self.todo.items() if keys}
-        self.waiting = collections.defaultdict(set)
-        for row, keys in self.todo.items():
-            for key in keys:
-                self.waiting[key].add(row)
-        self.order = sorted(self.waiting)
-        self.groups = [g for g in groups if any(row in self.todo for row in g)]
+        self.work = Work(pending)
+        self.groups = [g for g in groups if any(self.work.has(row) for row in g)]
         # Open enough shards that every decode task has work and every worker `depth` units.
-        shard_size = max((e - s for s, e in self.order), default=1)
+        shard_size = max((e - s for s, e in self.work.order), default=1)
         chunks_per_shard = len(chunks(0, shard_size))
         size = workers * depth + -(-2 * decode_tasks // chunks_per_shard)
         self.window = DecodeWindow(size, self._decode_shard)
-        self.failed = {}  # row -> why it stopped
         self.attempts = collections.Counter()
         self.deaths = 0
         self.slots = []
         self.inflight = {}  # ObjectRef -> (slot, generation, ("load", row) | ("score", rows, key))
-        self.started = None  # time.monotonic() when the first actor was asked for
-        self.loads = {}  # row -> its first load's result, with "ready_s" after `started`
-        self.finished_at = None  # seconds after `started` of the last result
-        self.images = 0  # images scored by this run, summed over rows
-        self.rows = {row for g in self.groups for row in g if row in self.todo}
-        self.all_ready_at = None  # seconds after `started` when every row had loaded once
-        self.images_all_ready = 0  # of `images`, those scored after that
+        self.clock = None  # Timing, from the first actor asked for
+
+    @property
+    def failed(self):
+        """{row: why it stopped} (non-finite logits)."""
+        return self.work.failed
 
     def timing(self):
         """Where the time went: actor start + rows loaded, then evaluation (seconds)."""
-        out = {
-            "images": self.images,
-            "decoded_images": self.window.decoded,
-            "decoded_twice": self.window.decoded_twice,
-        }
-        if not self.loads or self.finished_at is None:
-            return out
-        ready = [load["ready_s"] for load in self.loads.values()]
-        evaluating = self.finished_at - min(ready)
-        steady = None
-        if self.all_ready_at is not None and self.finished_at > self.all_ready_at:
-            steady = self.images_all_ready / (self.finished_at - self.all_ready_at)
-        return {
-            **out,
-            "images_per_second_all_ready": round(steady, 3) if steady else None,
-            "first_worker_ready_s": round(min(ready), 2),
-            "last_worker_ready_s": round(max(ready), 2),
-            "evaluating_s": round(evaluating, 2),
-            "images_per_second": round(self.images / evaluating, 3) if evaluating > 0 else None,
-            "row_load_seconds": {row: load["seconds"] for row, load in self.loads.items()},
-            "row_load": {
-                row: {k: load[k] for k in ("seconds", "how", "steps", "ready_s")}
-                for row, load in self.loads.items()
-            },
-        }
+        return self.clock.summary(self.window) if self.clock else {"images": 0}
 
     def run(self):
         """Dispatch until every unit is done; raises `EvalError` or `ImageError` on a failure."""
@@ -160,15 +178,13 @@ class Scheduler:
         remote = ray.remote(EvalWorker).options(max_concurrency=concurrency, **self.actor_options)
         self._new_actor = lambda: remote.remote(**self.worker_options)
         self._decode = ray.remote(decode).options(**self.decode_options)
-        self.started = time.monotonic()
+        self.clock = Timing(row for g in self.groups for row in g if self.work.has(row))
         try:
             self.slots = [Slot(i) for i in range(self.workers)]
             for slot in self.slots:
                 self._start(slot)
             last_news = time.monotonic()
-            while any(self.todo.values()) or any(
-                w[0] == "score" for *_, w in self.inflight.values()
-            ):
+            while self.work or any(w[0] == "score" for *_, w in self.inflight.values()):
                 self._update_window()
                 self._fill()
                 ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=self.poll_seconds)
@@ -198,16 +214,7 @@ class Scheduler:
     def _update_window(self):
         ready = set().union(*(s.loaded for s in self.slots))
         loading = set().union(*(s.loading for s in self.slots))
-        first, then = [], []
-        for key in self.order:
-            rows = self.waiting[key]
-            if rows & ready:
-                first.append(key)
-                if len(first) >= self.window.size:
-                    break
-            elif rows & loading:
-                then.append(key)
-        self.window.update(first + then, lambda key: bool(self.waiting[key]))
+        self.window.update(self.work.wanted(ready, loading, self.window.size), self.work.needed)
 
     # Which worker does what.
 
@@ -223,7 +230,7 @@ class Scheduler:
         """Have `slot` load the rows of `group` that still have work, one call each."""
         slot.group = group
         slot.loaded &= set(group)
-        rows = [row for row in group if row in self.todo and row not in slot.loaded]
+        rows = [row for row in group if self.work.has(row) and row not in slot.loaded]
         specs = [self.specs[row] for row in rows]
         for row in rows:
             if row in slot.loading:
@@ -249,36 +256,19 @@ class Scheduler:
                     self._load_group(slot, group)
                 continue
             while self._busy(slot, "score") < self.depth:
-                heads = {
-                    row: self.todo[row][0]
-                    for row in slot.loaded
-                    if self.todo.get(row) and self.todo[row][0] in self.window
-                }
-                if not heads:
+                ready = [row for row in group if row in slot.loaded]
+                send = self.work.next_send(ready, lambda key: key in self.window)
+                if send is None:
                     break
-                key = min(heads.values())
-                rows = tuple(row for row in group if heads.get(row) == key)
-                for row in rows:
-                    self.todo[row].pop(0)
-                    self.waiting[key].discard(row)
-                ref = slot.actor.score.remote(list(rows), *self.window.refs[key])
-                self.inflight[ref] = (slot, slot.generation, ("score", rows, key))
-
-    def _work_left(self, group):
-        return sum(
-            sum(e - s for s, e in self.todo.get(row, ())) * self.work_per_image.get(row, 1)
-            for row in group
-        )
+                key, rows = send
+                self.work.take(rows, key)
+                ref = slot.actor.score.remote(rows, *self.window.refs[key])
+                self.inflight[ref] = (slot, slot.generation, ("score", tuple(rows), key))
 
     def _choose(self, slot):
         """The group this worker should work on next (None: nothing left)."""
-        if slot.group and any(self.todo.get(row) for row in slot.group):
-            return slot.group
-        left = [g for g in self.groups if any(self.todo.get(row) for row in g)]
-        if not left:
-            return None
-        others = collections.Counter(s.group for s in self.slots if s is not slot)
-        return max(left, key=lambda g: self._work_left(g) / (1 + others[g]))
+        held = [s.group for s in self.slots if s is not slot]
+        return choose_group(slot.group, self.groups, held, self.work, self.work_per_image)
 
     # Results.
 
@@ -299,14 +289,13 @@ class Scheduler:
             raise EvalError(f"{what} failed: {one_line(exc)}") from None
         except RayError as exc:
             raise EvalError(f"{what} failed: {one_line(exc)}") from None
-        now = time.monotonic() - self.started
         if work[0] == "load":
-            self._loaded(slot, generation, work[1], result, now)
+            self._loaded(slot, generation, work[1], result)
             return
         _, rows, key = work
         for row in rows:
             counts = result["rows"][row]
-            if row in self.failed:  # sent before the row stopped
+            if row in self.work.failed:  # sent before the row stopped
                 continue
             if counts["nonfinite"]:
                 self._stop_row(row, key, counts["nonfinite"])
@@ -321,12 +310,9 @@ class Scheduler:
                 "worker": result["worker"],
             }
             self.on_result(Unit(row, *key), record)
-            self.images += key[1] - key[0]
-            if self.all_ready_at is not None:
-                self.images_all_ready += key[1] - key[0]
-        self.finished_at = now
+            self.clock.scored(key[1] - key[0])
 
-    def _loaded(self, slot, generation, row, result, now):
+    def _loaded(self, slot, generation, row, result):
         if generation != slot.generation:
             return
         slot.loading.discard(row)
@@ -337,23 +323,20 @@ class Scheduler:
             self.log(f"{row}: {note}", flush=True)
         self.log(
             f"{row}: ready on worker {slot.index} in {result['seconds']:.1f} s "
-            f"({result['how']}), {now:.1f} s after the first worker was asked for",
+            f"({result['how']}), {self.clock.now():.1f} s after the first worker was asked for",
             flush=True,
         )
-        self.loads.setdefault(row, {**result, "ready_s": round(now, 2)})
-        if self.all_ready_at is None and self.rows <= set(self.loads):
-            self.all_ready_at = now
+        self.clock.loaded(row, result)
 
     def _stop_row(self, row, key, names):
         """`row` gave non-finite logits: nothing more of it is counted or sent."""
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        self.failed[row] = (
+        why = (
             f"non-finite logits (NaN or inf) in shard {key[0]:08d}-{key[1]:08d}, images {shown}: "
             "its weights are broken; the row stopped and its results are incomplete"
         )
-        self.log(f"{row}: {self.failed[row]}", flush=True)
-        for other in self.todo.pop(row, ()):
-            self.waiting[other].discard(row)
+        self.work.stop(row, why)
+        self.log(f"{row}: {why}", flush=True)
 
     def _describe(self, work):
         _, rows, (start, end) = work
@@ -370,11 +353,7 @@ class Scheduler:
                     f"{self._describe(work)} lost its worker {self.attempts[key]} times; "
                     f"giving up (last: {one_line(exc)})."
                 )
-            for row in rows:
-                if row in self.failed:
-                    continue
-                bisect.insort(self.todo.setdefault(row, []), key)
-                self.waiting[key].add(row)
+            self.work.put_back(rows, key)
         if generation != slot.generation:  # the death was already handled
             if work[0] == "score":
                 self.log(f"{self._describe(work)} requeued (its worker died)", flush=True)

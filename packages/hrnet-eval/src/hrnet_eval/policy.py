@@ -1,0 +1,102 @@
+"""What is left to do and who does it: the scheduler's decisions, apart from Ray.
+
+`Work` holds, per row, the shards it has still to be sent (in data order) and, per
+shard, the rows waiting for it; a row that gives non-finite logits is stopped
+here. `choose_group` says which row group a worker takes, `wanted` which shards
+the decode window should hold, and `row_groups` how rows are split among workers.
+"""
+
+import bisect
+import collections
+
+
+def row_groups(rows, rows_per_worker):
+    """The rows in groups of at most `rows_per_worker`, in order."""
+    rows = list(rows)
+    size = max(1, rows_per_worker or len(rows))
+    return [tuple(rows[i : i + size]) for i in range(0, len(rows), size)]
+
+
+class Work:
+    """Shards still to be sent, per row ({row: [(start, end)]}), and rows per shard."""
+
+    def __init__(self, pending):
+        self.todo = {row: sorted((u.start, u.end) for u in units) for row, units in pending.items()}
+        self.todo = {row: keys for row, keys in self.todo.items() if keys}
+        self.waiting = collections.defaultdict(set)
+        for row, keys in self.todo.items():
+            for key in keys:
+                self.waiting[key].add(row)
+        self.order = sorted(self.waiting)  # every shard of the run, in data order
+        self.failed = {}  # row -> why it stopped
+
+    def __bool__(self):
+        return any(self.todo.values())
+
+    def has(self, row):
+        return bool(self.todo.get(row))
+
+    def left(self, group, work_per_image):
+        """Images x work per image that `group` has still to score."""
+        return sum(
+            sum(e - s for s, e in self.todo.get(row, ())) * work_per_image.get(row, 1)
+            for row in group
+        )
+
+    def next_send(self, rows, is_open):
+        """(shard, rows to score it): the earliest open shard at the head of one of
+        `rows`' queues, with every row of `rows` whose head it is; None if none."""
+        heads = {row: self.todo[row][0] for row in rows if self.has(row)}
+        heads = {row: key for row, key in heads.items() if is_open(key)}
+        if not heads:
+            return None
+        key = min(heads.values())
+        return key, [row for row in rows if heads.get(row) == key]
+
+    def take(self, rows, key):
+        for row in rows:
+            self.todo[row].remove(key)
+            self.waiting[key].discard(row)
+
+    def put_back(self, rows, key):
+        """`rows` must score `key` again (its worker died)."""
+        for row in rows:
+            if row not in self.failed:
+                bisect.insort(self.todo.setdefault(row, []), key)
+                self.waiting[key].add(row)
+
+    def stop(self, row, why):
+        """Nothing more of `row` is sent or counted."""
+        self.failed[row] = why
+        for key in self.todo.pop(row, ()):
+            self.waiting[key].discard(row)
+
+    def needed(self, key):
+        return bool(self.waiting[key])
+
+    def wanted(self, ready, loading, size):
+        """The shards the decode window should hold, most urgent first: those wanted by
+        ready rows (at most `size`), then those of rows still loading (a head start)."""
+        first, then = [], []
+        for key in self.order:
+            rows = self.waiting[key]
+            if rows & ready:
+                first.append(key)
+                if len(first) >= size:
+                    break
+            elif rows & loading:
+                then.append(key)
+        return first + then
+
+
+def choose_group(current, groups, held_by_others, work, work_per_image):
+    """The group a worker should work on next: its `current` one while it has work, else
+    the one with the most work left per worker holding it (None: nothing left).
+    `held_by_others`: the groups the other workers hold."""
+    if current and any(work.has(row) for row in current):
+        return current
+    left = [g for g in groups if any(work.has(row) for row in g)]
+    if not left:
+        return None
+    others = collections.Counter(held_by_others)
+    return max(left, key=lambda g: work.left(g, work_per_image) / (1 + others[g]))
