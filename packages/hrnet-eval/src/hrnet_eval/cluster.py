@@ -7,6 +7,8 @@ import secrets
 import signal
 import sys
 
+from hrnet_eval.errors import EvalError
+
 
 def local_cluster_env():
     """Environment of a private local cluster: token auth on with a fresh per-run token
@@ -24,7 +26,7 @@ def local_cluster_env():
     }
 
 
-class ClusterError(RuntimeError):
+class ClusterError(EvalError, RuntimeError):
     """The cluster cannot host the workers asked for."""
 
 

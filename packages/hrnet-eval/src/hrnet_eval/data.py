@@ -19,6 +19,7 @@ import tarfile
 from pathlib import Path
 
 from hrnet_eval import tfrecord
+from hrnet_eval.errors import EvalError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 FLAT_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
@@ -31,7 +32,7 @@ TFRECORD_SPLIT = re.compile(r"^imagenet2012-validation\.tfrecord-\d{5}-of-\d{5}$
 LABEL_IN_RECORD = -1
 
 
-class DataError(ValueError):
+class DataError(EvalError, ValueError):
     """The data set cannot be read as asked; the message says what to fix."""
 
 

@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 from hrnet_eval.spec import ModelSpec
+from hrnet_eval.errors import EvalError
 
 # Photos shipped inside the scikit-image wheel, each with its nearest ImageNet class.
 PHOTOS = (
@@ -24,7 +25,7 @@ BANNER = (
 )
 
 
-class DemoError(RuntimeError):
+class DemoError(EvalError, RuntimeError):
     """The demo's photos are not available."""
 
 

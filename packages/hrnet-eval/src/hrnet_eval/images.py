@@ -9,10 +9,13 @@ import hashlib
 import io
 
 from hrnet_eval import tfrecord
+from hrnet_eval.errors import EvalError
 
 
-class ImageError(ValueError):
+class ImageError(EvalError, ValueError):
     """An image that cannot be read or decoded; the message names it."""
+
+    hint = "--skip-corrupt skips unreadable images"
 
 
 class _NamedBytes(io.BytesIO):

@@ -25,9 +25,6 @@ class Unit:
     def size(self):
         return self.end - self.start
 
-    def __str__(self):
-        return f"{self.model} shard {self.shard_id}"
-
 
 class ShardStore:
     """Reads and writes finished shards under `root`/shards."""
@@ -37,10 +34,6 @@ class ShardStore:
 
     def path(self, unit):
         return self.root / unit.model / f"{unit.shard_id}.json"
-
-    def load(self, unit, key):
-        """The stored record of `unit` if it was made under `key`, else None."""
-        return self.lookup(unit, key)[0]
 
     def lookup(self, unit, key):
         """(record, None) if `unit` was stored under `key`; else (None, why): None for no

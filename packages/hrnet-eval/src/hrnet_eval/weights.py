@@ -3,9 +3,10 @@
 from pathlib import Path
 
 from hrnet_eval.spec import ModelSpec
+from hrnet_eval.errors import EvalError
 
 
-class WeightsError(RuntimeError):
+class WeightsError(EvalError, RuntimeError):
     """Weights that are missing or unusable; the message gives the command that gets them."""
 
 
