@@ -18,6 +18,8 @@ import re
 import tarfile
 from pathlib import Path
 
+from hrnet_keras.preprocessing import imagenet_classes
+
 from hrnet_eval import tfrecord
 from hrnet_eval.errors import EvalError
 
@@ -82,8 +84,6 @@ class Dataset:
 
 def imagenet_wnids():
     """The 1000 wnids in checkpoint (class-index) order."""
-    from hrnet_keras.preprocessing import imagenet_classes
-
     return [wnid for wnid, _ in imagenet_classes()]
 
 

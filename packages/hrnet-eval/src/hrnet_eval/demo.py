@@ -3,6 +3,8 @@
 import shutil
 from pathlib import Path
 
+from hrnet_keras.files import atomic_write
+
 from hrnet_eval.spec import ModelSpec
 from hrnet_eval.errors import EvalError
 
@@ -39,8 +41,6 @@ def photos_dir():
 
 def write_demo_data(dest):
     """Copy the photos into class folders under `dest` (the class-folder layout); returns dest."""
-    from hrnet_keras.files import atomic_write
-
     src = photos_dir()
     dest = Path(dest)
     for name, wnid in PHOTOS:

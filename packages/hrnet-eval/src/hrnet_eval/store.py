@@ -8,6 +8,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from hrnet_keras.files import atomic_write
+
 
 @dataclasses.dataclass(frozen=True)
 class Unit:
@@ -53,8 +55,6 @@ class ShardStore:
 
     def save(self, unit, key, result):
         """Write the record of a finished unit atomically; returns it."""
-        from hrnet_keras.files import atomic_write
-
         record = {"model": unit.model, "start": unit.start, "end": unit.end, "key": key, **result}
         with atomic_write(self.path(unit)) as tmp:
             tmp.write_text(json.dumps(record, separators=(",", ":")))
