@@ -139,7 +139,7 @@ from hrnet_eval.weights import resolve
 data, labels, weights, output, changed = sys.argv[1:6]
 argv = ["--models", "hrnet-w18", "--data", data, "--labels", labels, "--weights-dir", weights,
         "--output", output, "--shard-size", "8", "--no-download", "--local-cpus", "2"]
-args = parse_args(argv)
+config = parse_args(argv)
 dataset = load_dataset(data, labels_file=labels)
 specs = {"hrnet-w18": resolve("hrnet-w18", weights, allow_download=False)}
 store = ShardStore(output)
@@ -164,7 +164,7 @@ def dispatch(config, dataset, specs, todo, store, out, joined):
     return {}, {}
 job._dispatch = dispatch
 lines = []
-job.run(args, out=lambda line, **_: lines.append(line))
+job.run(config, out=lambda line, **_: lines.append(line))
 print(json.dumps({"lines": lines, "redone": redone}))
 """
 
