@@ -344,7 +344,13 @@ def test_row_with_non_finite_logits_stops_and_the_other_finishes(
     with h5py.File(weights / "hrnet-w18.weights.h5", "r+") as f:
         kernels = []
         # Keras files name layers by class: the one Dense is the head
-        f.visititems(lambda k, v: kernels.append(k) if "/dense/" in k and v.ndim == 2 else None)
+        f.visititems(
+            lambda k, v: (
+                kernels.append(k)
+                if "/dense/" in k and isinstance(v, h5py.Dataset) and v.ndim == 2
+                else None
+            )
+        )
         (kernel,) = kernels
         f[kernel][...] = 1e38  # features after ReLU sum past 3.4: every logit overflows
     out = tmp_path / "out"
