@@ -71,16 +71,15 @@ def test_cpu_workers_compute_on_their_threads(threads, expected):
 
 
 def test_rows_per_worker():
-    from types import SimpleNamespace
+    from hrnet_keras.configs import get_preset
 
     from hrnet_eval.job import rows_per_worker
 
-    rows = ["hrnet-w18", "hrnet-w64", "hrnet-w30"]
-    args = SimpleNamespace(rows_per_worker=None, models=rows)
+    rows = [get_preset(m) for m in ("hrnet-w18", "hrnet-w64", "hrnet-w30")]
     cpu = size_workers(None, 0, None, nodes=[(2, 0)], units=9)
     gpu = size_workers(None, None, None, nodes=[(16, 1)], units=9)
-    assert rows_per_worker(args, gpu, 6 * 2**30) == 3  # a GPU worker holds every row
-    assert rows_per_worker(args, cpu, 64 * 2**30) == 3
+    assert rows_per_worker(rows, gpu, 6 * 2**30) == 3  # a GPU worker holds every row
+    assert rows_per_worker(rows, cpu, 64 * 2**30) == 3
     # 6 GiB: W18 + W30 would fit together, but a group may hold W64: one row per worker.
-    assert rows_per_worker(args, cpu, 6 * 2**30) == 1
-    assert rows_per_worker(SimpleNamespace(rows_per_worker=2, models=rows), cpu, 1) == 2
+    assert rows_per_worker(rows, cpu, 6 * 2**30) == 1
+    assert rows_per_worker(rows, cpu, 1, given=2) == 2

@@ -118,7 +118,13 @@ def test_job_reproduces_reference_counts(ray_head, image_set, tmp_path, compile_
     assert "| HRNet-W18\\* (**unpublished weights**) | 21.30 | 4.33 | 76.75 |" in markdown
     assert row["published_weights"] is False
     assert "unpublished weights, source not recorded" in markdown
-    assert f"| {row['top1']:.2f} | {row['top1'] - 76.75:+.2f} |" in markdown
+    # The measured columns, from the reference's counts (not from the row they were written from).
+    expected = image_set.counts[W18]
+    top1, top5 = (100.0 * expected[k] / expected["images"] for k in ("top1", "top5"))
+    assert (
+        f"| 76.75 | {top1:.2f} | {top1 - 76.75:+.2f} | 93.44 | {top5:.2f} | {top5 - 93.44:+.2f} "
+        f"| {expected['images']} |"
+    ) in markdown
     assert "HRNet-W18 (ssld)\\*" in markdown
 
     # Three shards per model, each on a worker holding logical GPUs.
@@ -340,7 +346,9 @@ def test_row_with_non_finite_logits_stops_and_the_other_finishes(
         # Keras files name layers by class: the one Dense is the head
         f.visititems(
             lambda k, v: (
-                kernels.append(k) if "/dense/" in k and getattr(v, "ndim", 0) == 2 else None
+                kernels.append(k)
+                if "/dense/" in k and isinstance(v, h5py.Dataset) and v.ndim == 2
+                else None
             )
         )
         (kernel,) = kernels

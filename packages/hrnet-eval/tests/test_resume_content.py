@@ -52,11 +52,11 @@ def stored_run(dataset, output, shard_size=8):
     """Plan and store every shard as a finished run would (records carry the digests)."""
     store = ShardStore(output)
     models = list(SPECS)
-    _, pending, keys, _ = plan(models, dataset, store, SPECS, "jax", shard_size, False)
+    planned = plan(dataset, store, SPECS, backend="jax", shard_size=shard_size, skip_corrupt=False)
     for model in models:
-        for unit in pending[model]:
+        for unit in planned.pending()[model]:
             shard = decode(dataset.items[unit.start : unit.end])
-            store.save(unit, keys[unit], {"skipped": [], "digests": shard["digests"]})
+            store.save(unit, planned.key(unit), {"skipped": [], "digests": shard["digests"]})
     return store
 
 
@@ -71,7 +71,8 @@ def test_same_size_and_mtime_other_pixels_is_redone(flat, tmp_path):
     with open(a, "wb") as f:
         f.write(data)
     os.utime(a, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    done, pending, _, redo = plan(list(SPECS), dataset, store, SPECS, "jax", 8, False)
+    planned = plan(dataset, store, SPECS, backend="jax", shard_size=8, skip_corrupt=False)
+    done, pending, redo = planned.done, planned.pending(), planned.redo
     assert all(len(done[m]) == 3 and not pending[m] for m in SPECS)  # the cheap key passes
     hashed, _ = resume.verify(dataset.items, done, pending, redo, hasher=resume.hash_items)
     assert hashed == 24
@@ -138,14 +139,14 @@ from hrnet_eval.weights import resolve
 data, labels, weights, output, changed = sys.argv[1:6]
 argv = ["--models", "hrnet-w18", "--data", data, "--labels", labels, "--weights-dir", weights,
         "--output", output, "--shard-size", "8", "--no-download", "--local-cpus", "2"]
-args = parse_args(argv)
+config = parse_args(argv)
 dataset = load_dataset(data, labels_file=labels)
 specs = {"hrnet-w18": resolve("hrnet-w18", weights, allow_download=False)}
 store = ShardStore(output)
-_, pending, keys, _ = job.plan(["hrnet-w18"], dataset, store, specs, "jax", 8, False)
-for unit in pending["hrnet-w18"]:
+planned = job.plan(dataset, store, specs, backend="jax", shard_size=8, skip_corrupt=False)
+for unit in planned.pending()["hrnet-w18"]:
     n = unit.size
-    store.save(unit, keys[unit], {"images": n, "top1": 0, "top5": 0, "labels": [0] * n,
+    store.save(unit, planned.key(unit), {"images": n, "top1": 0, "top5": 0, "labels": [0] * n,
                "top5_classes": [[1, 2, 3, 4, 5]] * n, "skipped": [], "seconds": 1.0,
                "digests": decode(dataset.items[unit.start:unit.end])["digests"]})
 path = dataset.items[int(changed)].source
@@ -155,14 +156,15 @@ data_bytes[-3] ^= 0xFF  # other pixels, same size
 open(path, "wb").write(bytes(data_bytes))
 os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 redone = []
-def dispatch(args, dataset, specs, done, pending, keys, store, units_left, out, joined):
+def dispatch(config, dataset, specs, todo, store, out, joined):
+    pending = todo.pending()
     redone.extend((u.start, u.end, joined) for u in pending["hrnet-w18"])
     for unit in pending["hrnet-w18"]:
-        done["hrnet-w18"].append(store.load(unit, {**keys[unit]}) or {})
-    return {}
+        todo.done["hrnet-w18"].append(store.lookup(unit, todo.key(unit))[0] or {})
+    return {}, {}
 job._dispatch = dispatch
 lines = []
-job.run(args, out=lambda line, **_: lines.append(line))
+job.run(config, out=lambda line, **_: lines.append(line))
 print(json.dumps({"lines": lines, "redone": redone}))
 """
 

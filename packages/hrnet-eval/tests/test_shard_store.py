@@ -21,6 +21,12 @@ def result(images=4, top1=1, top5=2, skipped=()):
     }
 
 
+def planned(data, store, specs, backend, shard_size, skip_corrupt):
+    """(done, pending, the `Plan`, redo) of `plan`."""
+    p = plan(data, store, specs, backend=backend, shard_size=shard_size, skip_corrupt=skip_corrupt)
+    return p.done, p.pending(), p, p.redo
+
+
 def dataset(root, n=10, label=0):
     """`n` image files under `root` (plan stats them), in the flat layout."""
     root.mkdir(exist_ok=True)
@@ -33,37 +39,38 @@ def dataset(root, n=10, label=0):
     return Dataset(tuple(items), "flat", str(root))
 
 
-def test_save_is_atomic_and_load_checks_the_key(tmp_path):
+def test_save_is_atomic_and_lookup_checks_the_key(tmp_path):
     store = ShardStore(tmp_path)
     unit = Unit("hrnet-w18", 8, 16)
     assert unit.shard_id == "00000008-00000016" and unit.size == 8
-    assert store.load(unit, {"k": 1}) is None
+    assert store.lookup(unit, {"k": 1})[0] is None
     record = store.save(unit, {"k": 1}, result())
     path = tmp_path / "shards" / "hrnet-w18" / "00000008-00000016.json"
     assert os.listdir(path.parent) == [path.name]  # no temporary file left
     assert json.loads(path.read_text()) == record
     assert (record["model"], record["start"], record["end"]) == ("hrnet-w18", 8, 16)
-    assert store.load(unit, {"k": 1}) == record
-    assert store.load(unit, {"k": 2}) is None  # other data, weights or backend: redo
+    assert store.lookup(unit, {"k": 1})[0] == record
+    assert store.lookup(unit, {"k": 2})[0] is None  # other data, weights or backend: redo
     path.write_text('{"model": "hrnet-w18", "sta')  # cut short by something else
-    assert store.load(unit, {"k": 1}) is None
+    assert store.lookup(unit, {"k": 1})[0] is None
 
 
 def test_plan_resumes_only_matching_shards(tmp_path):
     store = ShardStore(tmp_path)
     data = dataset(tmp_path / "data", 10)
     specs = {"hrnet-w18": ModelSpec("hrnet-w18", "/w/hrnet-w18.weights.h5", "sha256:aa")}
-    done, pending, keys, _ = plan(["hrnet-w18"], data, store, specs, "jax", 4, False)
+    done, pending, first_plan, _ = planned(data, store, specs, "jax", 4, False)
     assert [(u.start, u.end) for u in pending["hrnet-w18"]] == [(0, 4), (4, 8), (8, 10)]
     assert done["hrnet-w18"] == []
     first, second, third = pending["hrnet-w18"]
-    store.save(first, keys[first], result())
-    store.save(second, keys[second], result(skipped=[[data.items[5].source, "Cannot decode"]]))
+    store.save(first, first_plan.key(first), result())
+    skipped = [[data.items[5].source, "Cannot decode"]]
+    store.save(second, first_plan.key(second), result(skipped=skipped))
 
-    done, pending, _, _ = plan(["hrnet-w18"], data, store, specs, "jax", 4, False)
+    done, pending, _, _ = planned(data, store, specs, "jax", 4, False)
     assert [r["start"] for r in done["hrnet-w18"]] == [0]
     assert pending["hrnet-w18"] == [second, third]  # a shard that skipped images is redone
-    done, pending, _, _ = plan(["hrnet-w18"], data, store, specs, "jax", 4, True)
+    done, pending, _, _ = planned(data, store, specs, "jax", 4, True)
     assert [r["start"] for r in done["hrnet-w18"]] == [0, 4] and pending["hrnet-w18"] == [third]
 
     # Another backend, other weights, or other labels: nothing reused.
@@ -73,15 +80,11 @@ def test_plan_resumes_only_matching_shards(tmp_path):
         (data, other_weights, "jax"),
         (dataset(tmp_path / "data", 10, label=3), specs, "jax"),
     ):
-        done, pending, _, _ = plan(["hrnet-w18"], args[0], store, args[1], args[2], 4, True)
+        done, pending, _, _ = planned(args[0], store, args[1], args[2], 4, True)
         assert done["hrnet-w18"] == [] and len(pending["hrnet-w18"]) == 3
     # Another shard size: other ranges, so nothing reused either.
-    done, pending, _, _ = plan(["hrnet-w18"], data, store, specs, "jax", 5, True)
+    done, pending, _, _ = planned(data, store, specs, "jax", 5, True)
     assert done["hrnet-w18"] == [] and len(pending["hrnet-w18"]) == 2
-
-
-def test_unit_prints_its_model_and_range():
-    assert str(Unit("hrnet-w48-ssld", 0, 500)) == "hrnet-w48-ssld shard 00000000-00000500"
 
 
 def test_images_changed_in_place_are_evaluated_again(tmp_path):
@@ -90,25 +93,25 @@ def test_images_changed_in_place_are_evaluated_again(tmp_path):
     store = ShardStore(tmp_path)
     data = dataset(tmp_path / "data", 8)
     specs = {"hrnet-w18": ModelSpec("hrnet-w18", None, "seed-0")}
-    _, pending, keys, redo = plan(["hrnet-w18"], data, store, specs, "jax", 4, False)
+    _, pending, first_plan, redo = planned(data, store, specs, "jax", 4, False)
     assert not redo
     for unit in pending["hrnet-w18"]:
-        store.save(unit, keys[unit], result())
+        store.save(unit, first_plan.key(unit), result())
     changed = data.items[5].source
     stat = os.stat(changed)
     with open(changed, "r+b") as f:
         f.write(b"\xff")  # same size, other bytes
     os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
-    done, pending, _, redo = plan(["hrnet-w18"], data, store, specs, "jax", 4, False)
+    done, pending, _, redo = planned(data, store, specs, "jax", 4, False)
     assert [(u.start, u.end) for u in pending["hrnet-w18"]] == [(4, 8)]
     assert [r["start"] for r in done["hrnet-w18"]] == [0]
     assert redo == {"images changed on disk": 1}
     other = {"hrnet-w18": ModelSpec("hrnet-w18", None, "seed-1")}
-    assert plan(["hrnet-w18"], data, store, other, "jax", 4, False)[3] == {
+    assert planned(data, store, other, "jax", 4, False)[3] == {
         "other weights": 1,
         "images changed on disk": 1,
     }
-    assert plan(["hrnet-w18"], data, store, specs, "torch", 4, False)[3]["another backend"] == 1
+    assert planned(data, store, specs, "torch", 4, False)[3]["another backend"] == 1
 
 
 def test_lookup_says_why_a_record_is_not_reused(tmp_path):

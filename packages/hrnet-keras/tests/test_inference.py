@@ -1,3 +1,5 @@
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -7,13 +9,17 @@ from hrnet_keras import inference
 from hrnet_keras.inference import fold_batchnorm, inference_function, optimize_for_inference
 
 
-def test_folded_model_keeps_the_logits(w18_files, images, reference_w18_logits):
+def test_folded_model_keeps_the_logits(w18_files, images, reference_w18, reference_w18_logits):
+    import torch
+
     model = create_model("hrnet-w18", weights=w18_files["mmcls"], classifier_activation=None)
+    batchnorms = sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    assert batchnorms == sum(isinstance(m, torch.nn.BatchNorm2d) for m in reference_w18.modules())
     folded = fold_batchnorm(model)
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
-    assert (
+    assert (  # each BatchNorm became its conv's bias
         sum(isinstance(layer, keras.layers.Conv2D) and layer.use_bias for layer in folded.layers)
-        == 325
+        == batchnorms
     )
     got = keras.ops.convert_to_numpy(folded(images, training=False))
     assert np.abs(got - reference_w18_logits).max() <= 1e-4
@@ -71,15 +77,40 @@ def test_uint8_input_and_top_k_agree_with_the_float_path():
     assert np.abs(got - logits).max() <= 1e-4 * np.abs(logits).max()
 
 
-def test_graph_runner_falls_back_to_the_plain_call_on_other_keras(monkeypatch):
+def _graph_walk_owner(model):
+    """The Keras class that defines the private `_run_through_graph`."""
+    return next(c for c in type(model).__mro__ if "_run_through_graph" in vars(c))
+
+
+@pytest.mark.parametrize("break_it", ["missing", "ignores the operation"])
+def test_graph_runner_falls_back_to_the_plain_call_without_the_graph_walk(monkeypatch, break_it):
     keras.utils.set_random_seed(3)
     model = create_model("hrnet-w18", include_top=False, pooling="avg", input_shape=(64, 64, 3))
     x = np.random.default_rng(3).uniform(-1, 1, (1, 64, 64, 3)).astype("float32")
     want = keras.ops.convert_to_numpy(model(x, training=False))
-    walk = inference.graph_runner(model, lambda layer: layer)
-    monkeypatch.setattr(keras, "__version__", "9.9.9")
-    with pytest.warns(UserWarning, match="Keras 9.9.9 is not the tested"):
-        plain = inference.graph_runner(model, lambda layer: layer)
+    inference.graph_walk_works.cache_clear()
+    assert inference.graph_walk_works()  # this Keras: the walk is taken, without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        walk = inference.graph_runner(model, lambda layer: layer)
+    owner = _graph_walk_owner(model)
+    if break_it == "missing":
+        monkeypatch.delattr(owner, "_run_through_graph")
+    else:
+        original = owner._run_through_graph
+
+        def ignores_operation_fn(self, inputs, operation_fn=None, call_fn=None):
+            return original(self, inputs, call_fn=call_fn)
+
+        monkeypatch.setattr(owner, "_run_through_graph", ignores_operation_fn)
+    inference.graph_walk_works.cache_clear()
+    try:
+        assert not inference.graph_walk_works()
+        with pytest.warns(UserWarning, match="private graph walk"):
+            plain = inference.graph_runner(model, lambda layer: layer)
+    finally:
+        inference.graph_walk_works.cache_clear()
+    monkeypatch.undo()
     for forward in (walk, plain):
         got = keras.ops.convert_to_numpy(forward(keras.ops.convert_to_tensor(x)))
         assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()

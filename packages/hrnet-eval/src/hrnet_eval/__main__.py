@@ -17,31 +17,19 @@ import os
 import sys
 from pathlib import Path
 
-# The driver imports Keras only to read the rows and convert weights; JAX loads fastest.
-os.environ.setdefault("KERAS_BACKEND", "jax")
+from hrnet_keras.configs import get_preset, list_models
 
-DEFAULT_OUTPUT = "results"
-# Row family the evaluator runs (hrnet_keras.configs.FAMILIES): --all, --models and --list.
-# timm's rows need per-row pipelines (issue #17, item 5) before they can join.
-EVALUATED = "mmcls"
-DEFAULT_SHARD_SIZE = 500
-DEFAULT_BATCH_SIZE = 32
-DEMO_DEFAULTS = {
-    "output": "results/demo",
-    "shard_size": 4,
-    "batch_size": 4,
-    "gpus_per_worker": 0.0,
-    "workers": 1,
-    "models": ["hrnet-w18"],
-}
-
-
-def default_compile_cache():
-    """$JAX_COMPILATION_CACHE_DIR, else ~/.cache/hrnet-eval/jax."""
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return os.environ["JAX_COMPILATION_CACHE_DIR"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return os.path.join(base, "hrnet-eval", "jax")
+from hrnet_eval.config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_OUTPUT,
+    DEFAULT_PROGRESS_SECONDS,
+    DEFAULT_SHARD_SIZE,
+    DEMO_DEFAULTS,
+    EVALUATED,
+    EvalConfig,
+    default_compile_cache,
+)
+from hrnet_eval.errors import EvalError
 
 
 class Parser(argparse.ArgumentParser):
@@ -52,8 +40,6 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    from hrnet_keras.configs import list_models
-
     parser = Parser(
         prog="python -m hrnet_eval",
         description=__doc__.split("\n\n")[0],
@@ -187,16 +173,14 @@ def build_parser():
     run.add_argument(
         "--progress-seconds",
         type=_non_negative_float,
-        default=10.0,
+        default=DEFAULT_PROGRESS_SECONDS,
         metavar="S",
-        help="seconds between progress lines per model (default: 10)",
+        help="seconds between progress lines per model (default: %(default)g)",
     )
     return parser
 
 
 def _model_list(text):
-    from hrnet_keras.configs import list_models
-
     known = list_models(EVALUATED)
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in known]
@@ -238,8 +222,7 @@ def _positive_float(text):
 
 
 def list_rows():
-    from hrnet_keras.configs import get_preset, list_models
-
+    """The --list table: each evaluated row's published figures and weights file."""
     lines = [
         f"{'model':<16}{'params(M)':>10}{'flops(G)':>10}{'top-1':>8}{'top-5':>8}  weights file"
     ]
@@ -252,59 +235,42 @@ def list_rows():
 
 
 def parse_args(argv):
-    from hrnet_keras.configs import list_models
-
+    """The `EvalConfig` of command line `argv`, or None for --list; exits 2 on a usage error."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list:
-        return args
-    chosen = sum(bool(x) for x in (args.models, args.all))
-    if chosen > 1:
+        return None
+    if args.models and args.all:
         parser.error("give either --models or --all, not both")
     if args.all:
         args.models = list_models(EVALUATED)
     if args.demo:
         if args.data:
             parser.error("--demo uses scikit-image's photos; drop --data (or drop --demo)")
-        for key, value in DEMO_DEFAULTS.items():
-            if getattr(args, key) is None:
-                setattr(args, key, value)
     elif not args.models:
         parser.error("give --models NAME[,NAME...], --all, --demo or --list")
     elif not args.data:
         parser.error("give --data PATH (the ImageNet validation images), or try --demo")
-    args.output = args.output or DEFAULT_OUTPUT
-    args.shard_size = args.shard_size or DEFAULT_SHARD_SIZE
-    args.batch_size = args.batch_size or DEFAULT_BATCH_SIZE
-    if args.compile_cache.lower() == "none":
-        args.compile_cache = None
-    return args
+    return EvalConfig.from_namespace(args)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    if args.list:
+    config = parse_args(argv)
+    if config is None:
         print(list_rows())
         return 0
+    # The driver imports Keras only to convert weights; JAX loads fastest.
+    os.environ.setdefault("KERAS_BACKEND", "jax")
     from hrnet_eval import job
-    from hrnet_eval.cluster import ClusterError, stop_on_sigterm
-    from hrnet_eval.data import DataError
-    from hrnet_eval.demo import DemoError
-    from hrnet_eval.images import ImageError
-    from hrnet_eval.scheduler import EvalError
-    from hrnet_eval.weights import WeightsError
+    from hrnet_eval.cluster import stop_on_sigterm
 
-    kept = f"finished shards are kept in {Path(args.output).resolve() / 'shards'}"
+    kept = f"finished shards are kept in {Path(config.output).resolve() / 'shards'}"
     stop_on_sigterm()
     try:
-        job.run(args)
-    except ImageError as exc:
-        print(f"error: {exc} ({kept}; --skip-corrupt skips unreadable images)", file=sys.stderr)
-        return 1
-    except (DataError, WeightsError, ClusterError, DemoError, EvalError) as exc:
-        resumable = isinstance(exc, EvalError) and not isinstance(exc, job.RowsStopped)
-        resume = f" ({kept}; rerun the same command to resume)" if resumable else ""
-        print(f"error: {exc}{resume}", file=sys.stderr)
+        job.run(config)
+    except EvalError as exc:
+        hint = f" ({kept}; {exc.hint})" if exc.hint else ""
+        print(f"error: {exc}{hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"stopped: {kept}; rerun the same command to resume", file=sys.stderr)

@@ -7,6 +7,10 @@ import secrets
 import signal
 import sys
 
+from hrnet_keras.configs import get_preset
+
+from hrnet_eval.errors import EvalError
+
 
 def local_cluster_env():
     """Environment of a private local cluster: token auth on with a fresh per-run token
@@ -24,7 +28,7 @@ def local_cluster_env():
     }
 
 
-class ClusterError(RuntimeError):
+class ClusterError(EvalError, RuntimeError):
     """The cluster cannot host the workers asked for."""
 
 
@@ -152,8 +156,6 @@ def worker_bytes(rows, gpus_per_worker):
     """Host memory a worker takes, by the rule fitted to measured peaks (`rows_per_worker`'s):
     ~2.2 GiB, plus for a CPU worker ~6x the fp32 weights of the largest of `rows` (the one
     row every worker holds at least)."""
-    from hrnet_keras.configs import get_preset
-
     largest = max((get_preset(r).params for r in rows), default=0)
     return WORKER_BASE_BYTES + (0 if gpus_per_worker > 0 else WORKER_BYTES_PER_PARAM * largest)
 

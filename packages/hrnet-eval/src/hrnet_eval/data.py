@@ -18,7 +18,10 @@ import re
 import tarfile
 from pathlib import Path
 
+from hrnet_keras.preprocessing import imagenet_classes
+
 from hrnet_eval import tfrecord
+from hrnet_eval.errors import EvalError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 FLAT_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$", re.IGNORECASE)
@@ -31,7 +34,7 @@ TFRECORD_SPLIT = re.compile(r"^imagenet2012-validation\.tfrecord-\d{5}-of-\d{5}$
 LABEL_IN_RECORD = -1
 
 
-class DataError(ValueError):
+class DataError(EvalError, ValueError):
     """The data set cannot be read as asked; the message says what to fix."""
 
 
@@ -81,8 +84,6 @@ class Dataset:
 
 def imagenet_wnids():
     """The 1000 wnids in checkpoint (class-index) order."""
-    from hrnet_keras.preprocessing import imagenet_classes
-
     return [wnid for wnid, _ in imagenet_classes()]
 
 

@@ -7,10 +7,10 @@ copy. Chunks are concatenated on the worker in order.
 """
 
 import numpy as np
+from hrnet_keras.configs import TEST_PIPELINE
 
 from hrnet_eval.images import ImageError, digest, load, read_bytes
 
-IMAGE_SIZE = 224
 CHUNK_SIZE = 64  # images per decode task
 KEYS = ("labels", "names", "skipped", "digests")  # lists that `join` concatenates
 
@@ -22,7 +22,8 @@ def decode(items, skip_corrupt=False):
     in "skipped" as [where, why] with `skip_corrupt`. "digests" holds one digest of
     each item's bytes in item order, skipped items included (None: unreadable).
     """
-    images = np.empty((len(items), IMAGE_SIZE, IMAGE_SIZE, 3), dtype="uint8")
+    size = TEST_PIPELINE.crop
+    images = np.empty((len(items), size, size, 3), dtype="uint8")
     labels, names, skipped, digests = [], [], [], []
     for item in items:
         digests.append(None)

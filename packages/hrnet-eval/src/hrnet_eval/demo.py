@@ -3,7 +3,10 @@
 import shutil
 from pathlib import Path
 
+from hrnet_keras.files import atomic_write
+
 from hrnet_eval.spec import ModelSpec
+from hrnet_eval.errors import EvalError
 
 # Photos shipped inside the scikit-image wheel, each with its nearest ImageNet class.
 PHOTOS = (
@@ -24,7 +27,7 @@ BANNER = (
 )
 
 
-class DemoError(RuntimeError):
+class DemoError(EvalError, RuntimeError):
     """The demo's photos are not available."""
 
 
@@ -38,8 +41,6 @@ def photos_dir():
 
 def write_demo_data(dest):
     """Copy the photos into class folders under `dest` (the class-folder layout); returns dest."""
-    from hrnet_keras.files import atomic_write
-
     src = photos_dir()
     dest = Path(dest)
     for name, wnid in PHOTOS:

@@ -8,11 +8,17 @@ checksums and parses it with protobuf, so workers need not import TensorFlow.
 import hashlib
 import io
 
+from hrnet_keras.configs import IMAGENET_CLASSES
+from hrnet_keras.preprocessing import load_image
+
 from hrnet_eval import tfrecord
+from hrnet_eval.errors import EvalError
 
 
-class ImageError(ValueError):
+class ImageError(EvalError, ValueError):
     """An image that cannot be read or decoded; the message names it."""
+
+    hint = "--skip-corrupt skips unreadable images"
 
 
 class _NamedBytes(io.BytesIO):
@@ -52,10 +58,8 @@ def digest(payload):
 
 
 def load(item, payload=None):
-    """(uint8 224x224x3 RGB array, label, name) of one item, via `hrnet_keras.load_image`;
+    """(uint8 224x224x3 RGB array, label, name) of one item, via `hrnet_keras.preprocessing.load_image`;
     `payload`: its bytes, when `read_bytes` gave them already."""
-    from hrnet_keras import load_image
-
     label, name, where = item.label, item.name, item.where
     if payload is None:
         payload = read_bytes(item)
@@ -66,8 +70,10 @@ def load(item, payload=None):
             label = _one(features, "label", int, where)
             payload = _one(features, "image", bytes, where)
             where = f"{item.source}[{name}]"
-            if not 0 <= label < 1000:
-                raise ImageError(f"Record {where} has label {label}, not a class 0-999.")
+            if not 0 <= label < IMAGENET_CLASSES:
+                raise ImageError(
+                    f"Record {where} has label {label}, not a class 0-{IMAGENET_CLASSES - 1}."
+                )
         image = load_image(_NamedBytes(payload, where))
     except ImageError:
         raise

@@ -10,11 +10,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from hrnet_keras.configs import TEST_PIPELINE
+
 from hrnet_eval import cluster, demo, resume, results
 from hrnet_eval.data import DataError, load_dataset, shards
+from hrnet_eval.errors import EvalError
 from hrnet_eval.progress import Progress, format_duration
 from hrnet_eval.policy import row_groups
-from hrnet_eval.scheduler import EvalError, Scheduler
+from hrnet_eval.scheduler import Scheduler
 from hrnet_eval.store import ShardStore, Unit
 from hrnet_eval.weights import resolve
 
@@ -40,8 +43,6 @@ def content_stamp(items):
 def shard_key(dataset, start, end, backend):
     """What a stored shard must have been made from to be reused, but the weights
     (`plan` adds each row's)."""
-    from hrnet_keras.configs import TEST_PIPELINE
-
     return {
         "data": dataset.fingerprint(start, end),
         "files": content_stamp(dataset.items[start:end]),
@@ -60,30 +61,75 @@ REASONS = {  # key field that differs -> why a stored shard is not reused
 }
 
 
-def plan(models, dataset, store, specs, backend, shard_size, skip_corrupt):
-    """({model: finished records}, {model: units to run}, {unit: key}, Counter of reasons
-    why stored shards were not reused)."""
-    done, pending, keys = {}, {}, {}
-    redo = collections.Counter()
-    shard_keys = {
+@dataclasses.dataclass
+class Plan:
+    """What is stored and what is left, per shard: `shards` maps each (start, end) to the
+    rows that still have to score it (in row order); `done` maps each row to its reused
+    records; `redo` counts why stored shards were not reused."""
+
+    rows: tuple
+    shards: dict  # (start, end) -> [rows to run], every shard in data order
+    done: dict  # row -> [stored records]
+    redo: collections.Counter
+    keys: dict  # (start, end) -> the key of `shard_key`, without the weights
+    weights: dict  # row -> the identity of its weights (ModelSpec.key)
+
+    def key(self, unit):
+        """The key `unit` is stored under."""
+        return {**self.keys[unit.start, unit.end], "weights": self.weights[unit.model]}
+
+    def pending(self):
+        """{row: [Unit]} of the units left, in data order."""
+        left = {row: [] for row in self.rows}
+        for (start, end), rows in self.shards.items():
+            for row in rows:
+                left[row].append(Unit(row, start, end))
+        return left
+
+    def reopen(self, pending):
+        """Run again the units of `pending` ({row: [Unit]}), e.g. those `resume.verify`
+        took back from `done`."""
+        for units in pending.values():
+            for unit in units:
+                rows = self.shards[unit.start, unit.end]
+                if unit.model not in rows:
+                    rows.append(unit.model)
+                    rows.sort(key=self.rows.index)
+
+    @property
+    def units_left(self):
+        return sum(map(len, self.shards.values()))
+
+
+def plan(dataset, store, specs, *, backend, shard_size, skip_corrupt):
+    """The `Plan` of evaluating every row of `specs` ({row: ModelSpec}, in order) on
+    `dataset` in shards of `shard_size`, reusing what `store` holds under the same key."""
+    rows = tuple(specs)
+    keys = {
         (start, end): shard_key(dataset, start, end, backend)
         for start, end in shards(len(dataset), shard_size)
     }  # each image file is stat'ed once, whatever the number of rows
-    for model in models:
-        done[model], pending[model] = [], []
-        for (start, end), key in shard_keys.items():
-            unit = Unit(model, start, end)
-            keys[unit] = {**key, "weights": specs[model].key}
-            record, mismatch = store.lookup(unit, keys[unit])
+    result = Plan(
+        rows=rows,
+        shards={shard: [] for shard in keys},
+        done={row: [] for row in rows},
+        redo=collections.Counter(),
+        keys=keys,
+        weights={row: spec.key for row, spec in specs.items()},
+    )
+    for row in rows:
+        for start, end in keys:
+            unit = Unit(row, start, end)
+            record, mismatch = store.lookup(unit, result.key(unit))
             if record is not None and record["skipped"] and not skip_corrupt:
                 record, mismatch = None, "it skipped images (no --skip-corrupt now)"
             if record is not None:
-                done[model].append(record)
+                result.done[row].append(record)
             else:
-                pending[model].append(unit)
+                result.shards[start, end].append(row)
                 if mismatch:
-                    redo[REASONS.get(mismatch, mismatch)] += 1
-    return done, pending, keys, redo
+                    result.redo[REASONS.get(mismatch, mismatch)] += 1
+    return result
 
 
 def check_output(output):
@@ -122,96 +168,100 @@ def remove_created(created):
             return
 
 
-def rows_per_worker(args, sizing, nodes_memory):
-    """--rows-per-worker, else: GPU workers hold every row; CPU workers the rows that
-    fit their share of host memory by a rule fitted to measured peaks (a worker takes
-    about 2.2 GiB, plus about 6x each row's fp32 weights)."""
-    from hrnet_keras.configs import get_preset
-
-    if args.rows_per_worker:
-        return args.rows_per_worker
+def rows_per_worker(presets, sizing, nodes_memory, given=None):
+    """`given` (--rows-per-worker), else: GPU workers hold every row of `presets`; CPU workers
+    the rows that fit their share of host memory (`cluster`'s rule fitted to measured peaks)."""
+    if given:
+        return given
     if sizing.gpus_per_worker > 0:
-        return len(args.models)
-    budget = 0.8 * nodes_memory / max(1, sizing.workers)
-    used, fit = 2.2 * 2**30, 0
+        return len(presets)
+    budget = cluster.MEMORY_SHARE * nodes_memory / max(1, sizing.workers)
+    used, fit = cluster.WORKER_BASE_BYTES, 0
     # Largest rows first: any group of `fit` rows then fits, whichever rows it holds.
-    for model in sorted(args.models, key=lambda m: get_preset(m).params, reverse=True):
-        used += 6 * 4 * get_preset(model).params
+    for preset in sorted(presets, key=lambda p: p.params, reverse=True):
+        used += cluster.WORKER_BYTES_PER_PARAM * preset.params
         if used > budget:
             break
         fit += 1
     return max(1, fit)
 
 
-def run(args, out=print):
-    """Evaluate `args.models`; returns the result rows. Raises the package's errors."""
+def run(config, out=print):
+    """Evaluate the rows of `config` (an `EvalConfig`); returns the result rows. Raises the
+    package's errors (`hrnet_eval.errors.EvalError`)."""
     began = time.monotonic()
-    output = Path(args.output).expanduser().resolve()
+    output = Path(config.output).expanduser().resolve()
     created = check_output(output)
     try:
-        return _run(args, output, began, out)
+        return _run(config, output, began, out)
     except BaseException:
         remove_created(created)  # a run refused before any work leaves no folder behind
         raise
 
 
-def _run(args, output, began, out):
+def _run(config, output, began, out):
     banner = None
-    if args.demo:
+    models = config.models
+    if config.demo:
         data_path = demo.write_demo_data(output / "demo-data")
-        dataset = load_dataset(data_path, limit=args.limit)
-        banner = demo.banner(args.models, len(dataset))
+        dataset = load_dataset(data_path, limit=config.limit)
+        banner = demo.banner(models, len(dataset))
         out(banner, flush=True)
-        specs = {m: demo.random_spec(m) for m in args.models}
+        specs = {m: demo.random_spec(m) for m in models}
     else:
-        dataset = load_dataset(args.data, labels_file=args.labels, limit=args.limit)
+        dataset = load_dataset(config.data, labels_file=config.labels, limit=config.limit)
         specs = {
-            m: resolve(m, args.weights_dir, allow_download=not args.no_download)
-            for m in args.models
+            m: resolve(m, config.weights_dir, allow_download=not config.no_download) for m in models
         }
     out(f"data: {dataset.root} ({dataset.layout}), {len(dataset)} images", flush=True)
     for note in dataset.notes:
         out(f"note: {note}", flush=True)
 
     store = ShardStore(output)
-    done, pending, keys, redo = plan(
-        args.models, dataset, store, specs, args.backend, args.shard_size, args.skip_corrupt
+    todo = plan(
+        dataset,
+        store,
+        specs,
+        backend=config.backend,
+        shard_size=config.shard_size,
+        skip_corrupt=config.skip_corrupt,
     )
+    done = todo.done
     joined = any(done.values())
     if joined:  # stored shards are trusted on their images' bytes: hashed on the cluster
-        out(cluster.connect(args.address, num_cpus=args.local_cpus), flush=True)
-        hashed, seconds = resume.verify(dataset.items, done, pending, redo)
+        out(cluster.connect(config.address, num_cpus=config.local_cpus), flush=True)
+        reopened = {m: [] for m in models}
+        hashed, seconds = resume.verify(dataset.items, done, reopened, todo.redo)
+        todo.reopen(reopened)
         out(f"checked the bytes of {hashed} stored images in {seconds:.1f} s", flush=True)
-    for model in args.models:
+    pending = todo.pending()
+    for model in models:
         n_units = len(done[model]) + len(pending[model])
         resumed = (
             f", {len(done[model])} already done in {store.root / model}" if done[model] else ""
         )
-        out(f"{model}: {n_units} shards of up to {args.shard_size} images{resumed}", flush=True)
-    if redo:
-        why = ", ".join(f"{n} because {reason}" for reason, n in redo.most_common())
+        out(f"{model}: {n_units} shards of up to {config.shard_size} images{resumed}", flush=True)
+    if todo.redo:
+        why = ", ".join(f"{n} because {reason}" for reason, n in todo.redo.most_common())
         out(f"stored shards not reused: {why}", flush=True)
 
-    units_left = sum(len(u) for u in pending.values())
     timing, failed = {}, {}
-    if units_left:
-        timing, failed = _dispatch(
-            args, dataset, specs, done, pending, keys, store, units_left, out, joined
-        )
+    if todo.units_left:
+        timing, failed = _dispatch(config, dataset, specs, todo, store, out, joined)
 
     meta = {
         "data": str(dataset.root),
         "layout": dataset.layout,
         "images": len(dataset),
-        "backend": args.backend,
-        "shard_size": args.shard_size,
+        "backend": config.backend,
+        "shard_size": config.shard_size,
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "banner": banner,
         "timing": timing,
     }
     rows = [
-        results.make_row(m, done[m], backend=args.backend, spec=specs[m], failed=failed.get(m))
-        for m in args.models
+        results.make_row(m, done[m], backend=config.backend, spec=specs[m], failed=failed.get(m))
+        for m in models
     ]
     paths = results.write(output, rows, meta)
     for line in results.summary_lines(rows):
@@ -239,52 +289,54 @@ def _run(args, output, began, out):
     return rows
 
 
-def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out, joined=False):
-    """Run the pending units on the cluster; returns where the time went (seconds)."""
+def _dispatch(config, dataset, specs, todo, store, out, joined=False):
+    """Run the units left in `todo` (a `Plan`) on the cluster; returns (where the time
+    went in seconds, {row: why it stopped})."""
     began = time.monotonic()
     if not joined:  # job.run joined already (to check stored shards)
-        out(cluster.connect(args.address, num_cpus=args.local_cpus), flush=True)
+        out(cluster.connect(config.address, num_cpus=config.local_cpus), flush=True)
     connected = time.monotonic() - began
     nodes = cluster.node_resources()
     sizing = cluster.size_workers(
-        args.workers,
-        args.gpus_per_worker,
-        args.cpus_per_worker,
+        config.workers,
+        config.gpus_per_worker,
+        config.cpus_per_worker,
         nodes=nodes,
-        units=units_left,
+        units=todo.units_left,
         memory=cluster.node_memory(),
-        rows=args.models,
+        rows=config.models,
     )
-    groups = row_groups(args.models, rows_per_worker(args, sizing, cluster.node_memory()))
+    presets = [spec.preset for spec in specs.values()]
+    fit = rows_per_worker(presets, sizing, cluster.node_memory(), config.rows_per_worker)
+    groups = row_groups(config.models, fit)
     workers, gpus, cpus = sizing.workers, sizing.gpus_per_worker, sizing.cpus_per_worker
     kind = f"{gpus:g} GPU" if gpus else "CPU only"
     out(
         f"{workers} worker(s) ({kind}, {cpus:g} CPUs each; up to {len(groups[0])} rows each); "
         f"{sizing.decode_tasks} decode task(s) at a time; cluster: {len(nodes)} node(s), "
         f"{sum(g for _, g in nodes):g} GPUs, {sum(c for c, _ in nodes):g} CPUs; "
-        f"backend {args.backend}, batch {args.batch_size}",
+        f"backend {config.backend}, batch {config.batch_size}",
         flush=True,
     )
 
-    from hrnet_keras.configs import get_preset
-
+    done = todo.done
     progress = Progress(
-        totals={m: len(dataset) for m in args.models},
-        done={m: sum(r["end"] - r["start"] for r in done[m]) for m in args.models},
-        interval=args.progress_seconds,
+        totals={m: len(dataset) for m in config.models},
+        done={m: sum(r["end"] - r["start"] for r in done[m]) for m in config.models},
+        interval=config.progress_seconds,
         out=out,
     )
 
     def on_result(unit, result):
-        done[unit.model].append(store.save(unit, keys[unit], result))
+        done[unit.model].append(store.save(unit, todo.key(unit), result))
         progress.add(unit.model, unit.size)
 
     scheduler = Scheduler(
         specs=specs,
         items=dataset.items,
-        pending=pending,
+        pending=todo.pending(),
         groups=groups,
-        work_per_image={m: get_preset(m).flops for m in args.models},
+        work_per_image={m: spec.preset.flops for m, spec in specs.items()},
         workers=workers,
         actor_options={
             "num_cpus": cpus,
@@ -292,14 +344,14 @@ def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out,
             "max_restarts": 0,
             "runtime_env": {
                 "env_vars": cluster.worker_env(
-                    args.backend, gpus, args.compile_cache, sizing.threads
+                    config.backend, gpus, config.compile_cache, sizing.threads
                 )
             },
         },
         worker_options={
-            "backend": args.backend,
-            "batch_size": args.batch_size,
-            "cache_dir": args.compile_cache,
+            "backend": config.backend,
+            "batch_size": config.batch_size,
+            "cache_dir": config.compile_cache,
             "builder_options": {
                 "num_cpus": 1,
                 "runtime_env": {"env_vars": cluster.builder_env()},
@@ -311,7 +363,7 @@ def _dispatch(args, dataset, specs, done, pending, keys, store, units_left, out,
         },
         decode_tasks=sizing.decode_tasks,
         on_result=on_result,
-        skip_corrupt=args.skip_corrupt,
+        skip_corrupt=config.skip_corrupt,
         log=out,
     )
     scheduler.run()

@@ -9,6 +9,8 @@ the seeded random init of `--demo`) are drawn grey and labelled "(not the publis
 
 from pathlib import Path
 
+from hrnet_keras.files import atomic_write
+
 SIZE_INCHES = (8.0, 5.0)
 DPI = 150
 UNPUBLISHED = "(not the published weights)"
@@ -71,8 +73,6 @@ def figure(rows, title="HRNet on ImageNet-1k: Top-1 against GFLOPs"):
 def write_plot(rows, output):
     """Write `results.png` and `results.svg` for `rows` into `output`; returns their paths."""
     import matplotlib
-
-    from hrnet_keras.files import atomic_write
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,9 @@ import io
 import json
 from pathlib import Path
 
+from hrnet_keras.configs import TEST_PIPELINE, convert_command, get_preset
+from hrnet_keras.files import atomic_write
+
 CONFIG_URL = "https://github.com/open-mmlab/mmclassification/blob/master/configs/hrnet/{}"
 CSV_COLUMNS = (
     "model",
@@ -50,9 +53,7 @@ def make_row(name, records, *, backend, spec, failed=None):
     row's published checkpoint. `failed`: why the row stopped before its last
     shard; it then has no accuracy (its counts cover what was scored).
     """
-    from hrnet_keras.configs import TEST_PIPELINE, get_preset
-
-    preset = get_preset(name)
+    preset = spec.preset
     total = merge(records)
     images = total["images"]
     counted = images and not failed
@@ -115,8 +116,6 @@ def _num(value):
 
 def markdown(rows, meta):
     """The seed's table with measured Top-1/Top-5 and the difference beside the published."""
-    from hrnet_keras.configs import TEST_PIPELINE, get_preset
-
     out = []
     if meta.get("banner"):
         out += ["```", meta["banner"], "```", ""]
@@ -156,7 +155,7 @@ def markdown(rows, meta):
         out += [f"- {row['name']}: {note} (`{row['weights']}`)" for row, note in unpublished]
         out.append(
             "  Weights converted from the published checkpoint record its sha256: "
-            "`python -m hrnet_keras.convert --download NAME`."
+            f"`{convert_command('NAME')}`."
         )
     stopped = [row for row in rows if row.get("failed")]
     if stopped:
@@ -202,8 +201,6 @@ def csv_text(rows):
 
 
 def _write_atomic(path, text):
-    from hrnet_keras.files import atomic_write
-
     with atomic_write(path) as tmp:
         tmp.write_text(text)
 

@@ -23,15 +23,12 @@ import dataclasses
 import time
 
 from hrnet_eval.decode import chunks, decode
+from hrnet_eval.errors import ResumableError
 from hrnet_eval.images import ImageError
 from hrnet_eval.policy import Work, choose_group
 from hrnet_eval.store import Unit
 from hrnet_eval.window import DecodeWindow
 from hrnet_eval.worker import EvalWorker
-
-
-class EvalError(RuntimeError):
-    """The evaluation cannot go on; the message says why."""
 
 
 @dataclasses.dataclass
@@ -171,7 +168,7 @@ class Scheduler:
         return self.clock.summary(self.window) if self.clock else {"images": 0}
 
     def run(self):
-        """Dispatch until every unit is done; raises `EvalError` or `ImageError` on a failure."""
+        """Dispatch until every unit is done; raises `ResumableError` or `ImageError` on a failure."""
         import ray
 
         concurrency = max(map(len, self.groups), default=1) + self.depth + 1
@@ -286,9 +283,9 @@ class Scheduler:
         except RayTaskError as exc:
             if isinstance(exc.cause, ImageError):
                 raise ImageError(str(exc.cause)) from None
-            raise EvalError(f"{what} failed: {one_line(exc)}") from None
+            raise ResumableError(f"{what} failed: {one_line(exc)}") from None
         except RayError as exc:
-            raise EvalError(f"{what} failed: {one_line(exc)}") from None
+            raise ResumableError(f"{what} failed: {one_line(exc)}") from None
         if work[0] == "load":
             self._loaded(slot, generation, work[1], result)
             return
@@ -349,7 +346,7 @@ class Scheduler:
             _, rows, key = work
             self.attempts[key] += 1
             if self.attempts[key] >= self.max_attempts:
-                raise EvalError(
+                raise ResumableError(
                     f"{self._describe(work)} lost its worker {self.attempts[key]} times; "
                     f"giving up (last: {one_line(exc)})."
                 )
@@ -360,7 +357,9 @@ class Scheduler:
             return
         self.deaths += 1
         if self.deaths > self.max_deaths:
-            raise EvalError(f"workers died {self.deaths} times; giving up (last: {one_line(exc)}).")
+            raise ResumableError(
+                f"workers died {self.deaths} times; giving up (last: {one_line(exc)})."
+            )
         if work[0] == "load":  # say the shard it was scoring, if any, beside its loads
             work = next(
                 (

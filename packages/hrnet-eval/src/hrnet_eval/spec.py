@@ -2,6 +2,8 @@
 
 import dataclasses
 
+from hrnet_keras.configs import Preset, get_preset
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
@@ -9,7 +11,8 @@ class ModelSpec:
 
     `published` says whether the weights were converted from the row's published
     checkpoint (sha256 checked); `source_sha256` is the sha256 of the checkpoint
-    they were converted from, when the `.weights.h5` records it.
+    they were converted from, when the `.weights.h5` records it. `preset` is the
+    row's `hrnet_keras.configs.Preset`, looked up from `name` once.
     """
 
     name: str
@@ -18,3 +21,8 @@ class ModelSpec:
     seed: int = 0  # of Keras' initialisers, when `weights` is None
     source_sha256: str | None = None
     published: bool = False
+    preset: Preset = dataclasses.field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        if self.preset is None:
+            object.__setattr__(self, "preset", get_preset(self.name))

@@ -8,6 +8,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from hrnet_keras.files import atomic_write
+
 
 @dataclasses.dataclass(frozen=True)
 class Unit:
@@ -25,9 +27,6 @@ class Unit:
     def size(self):
         return self.end - self.start
 
-    def __str__(self):
-        return f"{self.model} shard {self.shard_id}"
-
 
 class ShardStore:
     """Reads and writes finished shards under `root`/shards."""
@@ -37,10 +36,6 @@ class ShardStore:
 
     def path(self, unit):
         return self.root / unit.model / f"{unit.shard_id}.json"
-
-    def load(self, unit, key):
-        """The stored record of `unit` if it was made under `key`, else None."""
-        return self.lookup(unit, key)[0]
 
     def lookup(self, unit, key):
         """(record, None) if `unit` was stored under `key`; else (None, why): None for no
@@ -60,8 +55,6 @@ class ShardStore:
 
     def save(self, unit, key, result):
         """Write the record of a finished unit atomically; returns it."""
-        from hrnet_keras.files import atomic_write
-
         record = {"model": unit.model, "start": unit.start, "end": unit.end, "key": key, **result}
         with atomic_write(self.path(unit)) as tmp:
             tmp.write_text(json.dumps(record, separators=(",", ":")))

@@ -2,15 +2,15 @@
 
 from pathlib import Path
 
+from hrnet_keras.configs import convert_command, get_preset
+from hrnet_keras.weight_shapes import expected_tensors, first_mismatch
+
 from hrnet_eval.spec import ModelSpec
+from hrnet_eval.errors import EvalError
 
 
-class WeightsError(RuntimeError):
+class WeightsError(EvalError, RuntimeError):
     """Weights that are missing or unusable; the message gives the command that gets them."""
-
-
-def get_command(name, weights_dir):
-    return f"python -m hrnet_keras.convert --download {name} --out {weights_dir}"
 
 
 def read_tensors(path):
@@ -43,13 +43,11 @@ def tensor_shapes(path):
 def check_tensors(name, path, shapes, nonfinite, weights_dir):
     """Refuse weights whose shapes are not row `name`'s (derived from its configuration,
     without Keras) or that hold NaN or inf."""
-    from hrnet_keras.weight_shapes import expected_tensors, first_mismatch
-
     mismatch = first_mismatch(name, shapes)
     if mismatch:
         raise WeightsError(
             f"{path} does not hold the weights of {name}: {mismatch}. Is it another row's file? "
-            f"Convert {name} again: {get_command(name, weights_dir)}"
+            f"Convert {name} again: {convert_command(name, weights_dir)}"
         )
     if nonfinite:
         layer = expected_tensors(name).get(nonfinite, ("",))[0]
@@ -57,7 +55,7 @@ def check_tensors(name, path, shapes, nonfinite, weights_dir):
             f"{path} holds NaN or inf in tensor {nonfinite}"
             + (f" ({layer})" if layer else "")
             + f": {name} would score meaningless numbers. Convert it again: "
-            f"{get_command(name, weights_dir)}"
+            f"{convert_command(name, weights_dir)}"
         )
 
 
@@ -68,7 +66,6 @@ def resolve(name, weights_dir=None, *, allow_download=True):
     published checkpoint, by the source sha256 the `.weights.h5` records."""
     from hrnet_keras.checkpoints import CheckpointError, DownloadError, cache_dir, file_sha256
     from hrnet_keras.checkpoints.checksums import recorded_source
-    from hrnet_keras.configs import get_preset
     from hrnet_keras.convert import ensure_converted
 
     preset = get_preset(name)
@@ -78,14 +75,14 @@ def resolve(name, weights_dir=None, *, allow_download=True):
         if not allow_download and not (weights_dir / preset.filename).is_file():
             raise WeightsError(
                 f"No weights for {name} in {weights_dir} (neither {preset.keras_weights} nor "
-                f"{preset.filename}). Get them with: {get_command(name, weights_dir)}"
+                f"{preset.filename}). Get them with: {convert_command(name, weights_dir)}"
             )
         try:
             ensure_converted(name, cache=weights_dir, allow_download=allow_download)
         except DownloadError as exc:
             raise WeightsError(
                 f"No weights for {name} in {weights_dir} and the download failed ({exc}). "
-                f"Get them with: {get_command(name, weights_dir)} (or copy {preset.filename} there)"
+                f"Get them with: {convert_command(name, weights_dir)} (or copy {preset.filename} there)"
             ) from None
         except (CheckpointError, OSError, ValueError) as exc:
             raise WeightsError(
@@ -100,7 +97,7 @@ def resolve(name, weights_dir=None, *, allow_download=True):
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(
             f"{converted} is not a readable Keras weights file (truncated or corrupted? "
-            f"{reason[:200]}). Convert it again: {get_command(name, weights_dir)}"
+            f"{reason[:200]}). Convert it again: {convert_command(name, weights_dir)}"
         ) from None
     check_tensors(name, converted, shapes, nonfinite, weights_dir)
     return ModelSpec(

@@ -25,9 +25,10 @@ import threading
 import time
 
 import numpy as np
+from hrnet_keras.configs import TEST_PIPELINE
 
 from hrnet_eval import programs
-from hrnet_eval.decode import IMAGE_SIZE, join
+from hrnet_eval.decode import join
 
 TOP_K = programs.TOP_K
 
@@ -242,7 +243,7 @@ class EvalWorker:
         model = hrnet_keras.create_model(
             spec.name,
             weights=spec.weights,
-            input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3),
+            input_shape=(TEST_PIPELINE.crop, TEST_PIPELINE.crop, 3),
             classifier_activation=None,
         )
         self.device = _device_name(self.backend)
@@ -251,7 +252,8 @@ class EvalWorker:
         )
 
     def _warm_up(self, classify):
-        batch = np.zeros((self.batch_size, IMAGE_SIZE, IMAGE_SIZE, 3), dtype="uint8")
+        size = TEST_PIPELINE.crop
+        batch = np.zeros((self.batch_size, size, size, 3), dtype="uint8")
         self._numpy(classify(batch)[0])
 
     def _numpy(self, tensor):

@@ -48,6 +48,7 @@ NECK_CHANNELS = (128, 256, 512, 1024)  # HRFuseScales' increase_layers / timm's 
 NECK_OUT_CHANNELS = 2048
 HEAD_CONV_BIASES = sum(NECK_CHANNELS[1:]) + NECK_OUT_CHANNELS  # timm's / official head-conv biases
 BN_EPSILON = 1e-5
+IMAGENET_CLASSES = 1000  # classes of every row's head (ImageNet-1k)
 BN_MOMENTUM = 0.9  # torch momentum 0.1
 
 # The layout of the wide models (W18 ... W64): mmpretrain's and timm's `hrnet_wNN`.
@@ -310,6 +311,12 @@ def published_row(filename):
 
 
 GENERATE = "python -m hrnet_keras.configs > weights/manifest.json"
+
+
+def convert_command(name, out=None):
+    """The shell command that downloads and converts row `name`'s weights (into `out`)."""
+    command = f"python -m hrnet_keras.convert --download {name}"
+    return command if out is None else f"{command} --out {out}"
 
 
 def manifest():

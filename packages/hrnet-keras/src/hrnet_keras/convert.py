@@ -32,7 +32,13 @@ from hrnet_keras.checkpoints import (
     load_checkpoint_into,
 )
 from hrnet_keras.checkpoints.checksums import record_source
-from hrnet_keras.configs import PRESETS, get_preset, hash_prefix_from_name, list_models
+from hrnet_keras.configs import (
+    PRESETS,
+    convert_command,
+    get_preset,
+    hash_prefix_from_name,
+    list_models,
+)
 from hrnet_keras.files import atomic_write
 
 
@@ -77,8 +83,7 @@ def ensure_converted(name, *, cache=None, allow_download=True, progress=True):
     if not allow_download and not (cache / preset.filename).is_file():
         raise FileNotFoundError(
             f"No weights for {name} in {cache} (neither {preset.keras_weights} nor "
-            f"{preset.filename}). Get them with: python -m hrnet_keras.convert "
-            f"--download {name} --out {cache}"
+            f"{preset.filename}). Get them with: {convert_command(name, cache)}"
         )
     convert_checkpoint(fetch_checkpoint(name, cache=cache, progress=progress), name, cache)
     return converted

@@ -14,6 +14,7 @@ as torch's own functions. `optimize_for_inference(model)` is both,
 with the layout that is fastest on the current backend.
 """
 
+import functools
 import warnings
 
 import keras
@@ -21,10 +22,6 @@ import numpy as np
 
 from hrnet_keras.blocks import batchnorm_name
 from hrnet_keras.initializers import NumpyZeros
-
-# The Keras release whose private graph walk `graph_runner` was tested with.
-TESTED_KERAS = "3.15.1"
-
 
 # Initialiser attributes of the layers HRNet holds (Conv2D, Dense, BatchNormalization).
 INITIALIZED = (
@@ -167,19 +164,39 @@ def _permutes(data_format):
     return (2, 3, 1), (3, 1, 2)
 
 
+@functools.cache
+def graph_walk_works():
+    """Whether Keras' private graph walk (`_run_through_graph` of a functional model, which
+    `graph_runner` uses) exists and runs a one-layer functional graph as the plain call does,
+    with the operation it is given. Checked once per process."""
+    x = keras.ops.convert_to_tensor(np.array([[1.0, 2.0]], dtype="float32"))
+    try:  # Keras' own Model() walks the graph too: a missing walk fails right here
+        inputs = keras.Input((2,))
+        dense = keras.layers.Dense(2, kernel_initializer="ones", bias_initializer="ones")
+        probe = keras.Model(inputs, dense(inputs))
+        walk = probe._run_through_graph
+        want = keras.ops.convert_to_numpy(probe(x, training=False))
+        same = walk(x, operation_fn=lambda layer: layer)
+        shifted = walk(x, operation_fn=lambda layer: lambda *a, **k: layer(*a, **k) + 1.0)
+        same, shifted = keras.ops.convert_to_numpy(same), keras.ops.convert_to_numpy(shifted)
+    except Exception:  # missing, or a changed private signature: take the public call
+        return False
+    return np.allclose(same, want) and np.allclose(shifted, want + 1.0)
+
+
 def graph_runner(model, operation_fn):
     """`f(x)`: `model`'s layer graph run on `x` with each layer's computation replaced by
     `operation_fn(layer)`.
 
-    Keras has no public API for this: it is the private graph walk of
-    `keras.Model` (functional), used only on the Keras version it was tested with (`TESTED_KERAS`). On any
-    other version `f` is the plain model call (same outputs, slower), with a
-    warning.
+    Keras has no public API for this: it is the private graph walk of a functional
+    `keras.Model`, taken only where `graph_walk_works()`. Otherwise `f` is the plain
+    model call (same outputs, slower), with a warning.
     """
-    if keras.__version__ != TESTED_KERAS:
+    if not graph_walk_works():
         warnings.warn(
-            f"hrnet_keras.inference: Keras {keras.__version__} is not the tested "
-            f"{TESTED_KERAS}; running the plain model call instead of the lowered graph",
+            f"hrnet_keras.inference: Keras {keras.__version__}'s private graph walk "
+            "(_run_through_graph) is missing or behaves otherwise; running the plain model "
+            "call instead of the lowered graph",
             stacklevel=2,
         )
         return lambda x: model(x, training=False)

@@ -12,7 +12,7 @@ import zipfile
 from hrnet_keras import network
 from hrnet_keras.blocks import layer_name
 from hrnet_keras.checkpoints import CheckpointError, is_hub_handle, load_checkpoint_into
-from hrnet_keras.configs import ALIASES, PRESETS, get_preset
+from hrnet_keras.configs import ALIASES, PRESETS, convert_command, get_preset
 
 
 class WeightsFileError(ValueError):
@@ -72,9 +72,7 @@ def _damaged(path, exc, name):
     keras_model = path.endswith(".keras")
     kind = "Keras model" if keras_model else "Keras weights file"
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
-    command = (
-        f"python -m hrnet_keras.convert --download {name} --out {os.path.dirname(path) or '.'}"
-    )
+    command = convert_command(name, os.path.dirname(path) or ".")
     return WeightsFileError(
         f"{path} is not a readable {kind} (truncated or corrupted? {type(exc).__name__}: "
         f"{reason[:200]}). Copy it again, or convert it again: {command}"

@@ -7,7 +7,7 @@ the weights into the model just built (`hrnet_keras.loading`).
 import keras
 
 from hrnet_keras import features, loading, network
-from hrnet_keras.configs import get_preset
+from hrnet_keras.configs import IMAGENET_CLASSES, get_preset
 
 STRIDE = 32  # the smallest branch is 1/32 of the input; sizes must divide by it
 
@@ -38,9 +38,9 @@ def _check_arguments(
         if not isinstance(classes, int) or classes < 1:
             raise ValueError(f"classes must be a positive integer, got {classes!r}.")
         pretrained = weights == "imagenet" or loading.is_named_weights(weights)
-        if pretrained and classes != 1000:
+        if pretrained and classes != IMAGENET_CLASSES:
             raise ValueError(
-                f"weights={weights!r} with include_top=True needs classes=1000, got "
+                f"weights={weights!r} with include_top=True needs classes={IMAGENET_CLASSES}, got "
                 f"{classes}; use include_top=False for another head."
             )
     if input_tensor is not None and not keras.backend.is_keras_tensor(input_tensor):
@@ -72,7 +72,7 @@ def create_model(
     input_shape=None,
     input_tensor=None,
     pooling=None,
-    classes=1000,
+    classes=IMAGENET_CLASSES,
     classifier_activation="softmax",
     features_only=False,
     out_indices=None,
@@ -138,7 +138,7 @@ def _constructor(arch_name, title):
         input_tensor=None,
         input_shape=None,
         pooling=None,
-        classes=1000,
+        classes=IMAGENET_CLASSES,
         classifier_activation="softmax",
     ):
         return create_model(

@@ -11,6 +11,7 @@ from keras import layers
 from hrnet_keras import blocks, features
 from hrnet_keras.configs import (
     BLOCK_EXPANSION,
+    IMAGENET_CLASSES,
     NECK_CHANNELS,
     NECK_OUT_CHANNELS,
     STEM_CHANNELS,
@@ -61,7 +62,7 @@ def build(
     *,
     include_top=True,
     pooling=None,
-    classes=1000,
+    classes=IMAGENET_CLASSES,
     classifier_activation="softmax",
     features_only=False,
     out_indices=None,

@@ -5,7 +5,7 @@ from importlib import resources
 
 import numpy as np
 
-from hrnet_keras.configs import TEST_PIPELINE
+from hrnet_keras.configs import IMAGENET_CLASSES, TEST_PIPELINE
 
 RESIZE_SHORT_EDGE = TEST_PIPELINE.resize_short_edge
 CROP_SIZE = TEST_PIPELINE.crop
@@ -174,9 +174,9 @@ def imagenet_classes():
 def decode_predictions(preds, top=5):
     """Top-`top` (wnid, name, score) tuples per row of a (batch, 1000) array."""
     preds = np.asarray(preds)
-    if preds.ndim != 2 or preds.shape[1] != 1000:
+    if preds.ndim != 2 or preds.shape[1] != IMAGENET_CLASSES:
         raise ValueError(
-            f"decode_predictions expects a (batch, 1000) array, got shape {preds.shape}."
+            f"decode_predictions expects a (batch, {IMAGENET_CLASSES}) array, got shape {preds.shape}."
         )
     classes = imagenet_classes()
     results = []

@@ -11,6 +11,7 @@ driver that never imports Keras; `tests` compare it with a built model.
 import collections
 
 from hrnet_keras.configs import (
+    IMAGENET_CLASSES,
     BLOCK_EXPANSION,
     NECK_CHANNELS,
     NECK_OUT_CHANNELS,
@@ -18,7 +19,7 @@ from hrnet_keras.configs import (
     get_arch,
 )
 
-CLASSES = 1000  # the table's head
+CLASSES = IMAGENET_CLASSES  # the table's head
 
 
 class _Graph:

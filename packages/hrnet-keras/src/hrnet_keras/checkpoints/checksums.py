@@ -9,7 +9,7 @@ import hashlib
 import os
 
 from hrnet_keras.checkpoints.reader import CheckpointError
-from hrnet_keras.configs import published_row
+from hrnet_keras.configs import convert_command, published_row
 
 SOURCE_SHA256 = "hrnet_keras.source_sha256"
 SOURCE_FILE = "hrnet_keras.source_file"
@@ -36,7 +36,7 @@ def verify(path):
         raise ChecksumError(
             f"{path}: sha256 {sha256[:len(row.sha256_prefix)]}... does not match the published "
             f"{row.sha256_prefix} of {row.filename} ({row.name}); nothing was converted. "
-            f"Delete it and download it again: python -m hrnet_keras.convert --download {row.name}"
+            f"Delete it and download it again: {convert_command(row.name)}"
         )
     return sha256
 

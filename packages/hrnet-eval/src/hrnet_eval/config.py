@@ -1,0 +1,71 @@
+"""`EvalConfig`: one evaluation job's settings, as `python -m hrnet_eval` parsed them."""
+
+import dataclasses
+import os
+from pathlib import Path
+
+DEFAULT_OUTPUT = "results"
+# Row family the evaluator runs (hrnet_keras.configs.FAMILIES): --all, --models and --list.
+# timm's rows need per-row pipelines (issue #17, item 5) before they can join.
+EVALUATED = "mmcls"
+DEFAULT_SHARD_SIZE = 500
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_PROGRESS_SECONDS = 10.0
+DEMO_DEFAULTS = {
+    "output": "results/demo",
+    "shard_size": 4,
+    "batch_size": 4,
+    "gpus_per_worker": 0.0,
+    "workers": 1,
+    "models": ("hrnet-w18",),
+}
+
+
+def default_compile_cache():
+    """$JAX_COMPILATION_CACHE_DIR, else ~/.cache/hrnet-eval/jax."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return os.environ["JAX_COMPILATION_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return os.path.join(base, "hrnet-eval", "jax")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate and how; None means "the cluster decides" (see --help)."""
+
+    models: tuple
+    data: str | None = None  # None with `demo`
+    labels: str | None = None
+    limit: int | None = None
+    skip_corrupt: bool = False
+    demo: bool = False
+    weights_dir: str | None = None
+    no_download: bool = False
+    output: str = DEFAULT_OUTPUT
+    backend: str = "jax"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    gpus_per_worker: float | None = None
+    cpus_per_worker: float | None = None
+    workers: int | None = None
+    rows_per_worker: int | None = None
+    shard_size: int = DEFAULT_SHARD_SIZE
+    address: str | None = None
+    local_cpus: int | None = None
+    compile_cache: str | None = None  # JAX compilation cache of the workers; None: off
+    progress_seconds: float = DEFAULT_PROGRESS_SECONDS
+
+    @classmethod
+    def from_namespace(cls, args):
+        """The config of parsed options `args`, demo defaults and defaults filled in."""
+        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+        if given["demo"]:
+            for key, value in DEMO_DEFAULTS.items():
+                if given[key] is None:
+                    given[key] = value
+        given["models"] = tuple(given["models"])
+        given["output"] = given["output"] or DEFAULT_OUTPUT
+        given["shard_size"] = given["shard_size"] or DEFAULT_SHARD_SIZE
+        given["batch_size"] = given["batch_size"] or DEFAULT_BATCH_SIZE
+        if given["compile_cache"] is not None and given["compile_cache"].lower() == "none":
+            given["compile_cache"] = None
+        return cls(**given)
