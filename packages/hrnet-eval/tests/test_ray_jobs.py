@@ -299,33 +299,23 @@ def test_corrupt_image_fails_naming_it_and_skip_corrupt_resumes(
     assert "denominator 23 images" in (out / "results.md").read_text()
 
 
-def test_demo_runs_on_its_own_local_cluster(tmp_path, compile_cache):
+def test_demo_runs_on_its_own_local_cluster(tmp_path):
+    """`--demo` twice on a new cache: the row is built, then read from the cache; both
+    runs score the photos (the demo reuses no shards) and say when the row was ready."""
     env = python_env()
     env.pop("RAY_ADDRESS", None)
     out = tmp_path / "demo"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hrnet_eval",
-            "--demo",
-            "--output",
-            str(out),
-            "--local-cpus",
-            "2",
-            "--compile-cache",
-            compile_cache,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "started a local Ray cluster" in run.stdout
-    assert run.stdout.count("These accuracies MEAN NOTHING") == 2  # first and last
-    document, rows = read_results(out)
-    assert document["demo"] is True and rows[W18]["images"] == 8
+    argv = [sys.executable, "-m", "hrnet_eval", "--demo", "--output", str(out)]
+    argv += ["--local-cpus", "2", "--compile-cache", str(tmp_path / "cache")]
+    for how in ("built", "cached"):
+        run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "started a local Ray cluster" in run.stdout
+        assert run.stdout.count("These accuracies MEAN NOTHING") == 2  # first and last
+        assert "hrnet-w18: ready on worker 0 in" in run.stdout and f"({how})" in run.stdout
+        assert re.search(r"timing: .* first row ready [\d.]+ s later", run.stdout), run.stdout
+        document, rows = read_results(out)
+        assert document["demo"] is True and rows[W18]["images"] == 8
     assert "MEAN NOTHING" in (out / "results.md").read_text()
     assert (out / "results.png").stat().st_size > 0 and (out / "results.svg").is_file()
     records = [json.loads(f.read_text()) for f in shard_files(out, W18)]
@@ -335,8 +325,9 @@ def test_demo_runs_on_its_own_local_cluster(tmp_path, compile_cache):
 def test_row_with_non_finite_logits_stops_and_the_other_finishes(
     ray_head, image_set, tmp_path, compile_cache
 ):
-    """W18's classifier weights set to 1e38 (finite weights, infinite logits): that row stops naming the images and reports no accuracy, SSLD finishes with
-    the reference's counts, results are written, the job exits non-zero."""
+    """W18's classifier weights set to 1e38 (finite weights, infinite logits): that row
+    stops naming the images and reports no accuracy, SSLD finishes with the reference's
+    counts, results are written, the job exits non-zero."""
     import h5py
 
     weights = tmp_path / "weights"

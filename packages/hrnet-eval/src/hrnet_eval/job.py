@@ -101,9 +101,10 @@ class Plan:
         return sum(map(len, self.shards.values()))
 
 
-def plan(dataset, store, specs, *, backend, shard_size, skip_corrupt):
+def plan(dataset, store, specs, *, backend, shard_size, skip_corrupt, reuse=True):
     """The `Plan` of evaluating every row of `specs` ({row: ModelSpec}, in order) on
-    `dataset` in shards of `shard_size`, reusing what `store` holds under the same key."""
+    `dataset` in shards of `shard_size`, reusing what `store` holds under the same key
+    (unless `reuse` is false)."""
     rows = tuple(specs)
     keys = {
         (start, end): shard_key(dataset, start, end, backend)
@@ -120,7 +121,7 @@ def plan(dataset, store, specs, *, backend, shard_size, skip_corrupt):
     for row in rows:
         for start, end in keys:
             unit = Unit(row, start, end)
-            record, mismatch = store.lookup(unit, result.key(unit))
+            record, mismatch = store.lookup(unit, result.key(unit)) if reuse else (None, None)
             if record is not None and record["skipped"] and not skip_corrupt:
                 record, mismatch = None, "it skipped images (no --skip-corrupt now)"
             if record is not None:
@@ -225,7 +226,10 @@ def _run(config, output, began, out):
         backend=config.backend,
         shard_size=config.shard_size,
         skip_corrupt=config.skip_corrupt,
+        reuse=not config.demo,
     )
+    if config.demo:
+        out("demo: the photos are scored again on every run (stored shards not reused)", flush=True)
     done = todo.done
     joined = any(done.values())
     if joined:  # stored shards are trusted on their images' bytes: hashed on the cluster
