@@ -10,8 +10,6 @@ The package imports lazily (PEP 562): `import hrnet_keras` and its data modules
 model name (`create_model`, `HRNetW18`, ...) imports Keras and its backend.
 """
 
-import importlib
-
 __version__ = "0.1.0"
 
 # public name -> module that defines it
@@ -30,10 +28,17 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
+    # Plain import statements (not importlib), so that tools reading imports (Pants) see them.
+    where = _EXPORTS.get(name)
+    if where == "configs":
+        from hrnet_keras import configs as module
+    elif where == "model":
+        from hrnet_keras import model as module
+    elif where == "preprocessing":
+        from hrnet_keras import preprocessing as module
+    else:
         raise AttributeError(f"module 'hrnet_keras' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"hrnet_keras.{module}"), name)
+    value = getattr(module, name)
     globals()[name] = value  # later lookups skip this function
     return value
 
