@@ -248,8 +248,9 @@ def build(root, specs, target):
                 fold_weights(model, twin)
             steps[spec.name]["fold"] = time.perf_counter() - began
             began = time.perf_counter()
+            weights = None
             if want_program:
-                program, _ = export_jax_program(
+                program, weights = export_jax_program(
                     twin,
                     target.batch_size,
                     platforms=(target.platform,),
@@ -260,10 +261,11 @@ def build(root, specs, target):
                 cache.write(pkey, PROGRAM_FILE, lambda path: path.write_bytes(program))
                 want_program = False
             if spec in todo:
-                weights = [
-                    [keras.ops.convert_to_numpy(v.value) for v in variables]
-                    for variables in (twin.trainable_variables, twin.non_trainable_variables)
-                ]
+                if weights is None:  # the export read them already
+                    weights = [
+                        [keras.ops.convert_to_numpy(v.value) for v in variables]
+                        for variables in (twin.trainable_variables, twin.non_trainable_variables)
+                    ]
                 key = weights_key(spec)
                 cache.write(key, WEIGHTS_FILE, lambda path: _write_weights(path, weights))
             steps[spec.name]["export"] = time.perf_counter() - began
