@@ -155,8 +155,11 @@ def make_discriminative(model, images_nhwc, spread=3.0):
     dozen layers, so every image gets the same classes. This sets every BatchNorm's
     running statistics to those of `images_nhwc` (preprocessed, NHWC) and centres
     the classifier on their mean feature, its logits scaled to a std of `spread`.
+    An mmpretrain classifier or a timm model (`forward_features` / `forward_head`).
     """
     import torch
+
+    is_timm = hasattr(model, "forward_head")
 
     x = torch.from_numpy(np.ascontiguousarray(np.transpose(images_nhwc, (0, 3, 1, 2))))
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
@@ -165,12 +168,16 @@ def make_discriminative(model, images_nhwc, spread=3.0):
             norm.reset_running_stats()
             norm.momentum = None  # a plain average over the batches seen: here, one
         model.train()
-        model(x, mode="tensor")
+        model(x) if is_timm else model(x, mode="tensor")
         model.eval()
         for norm in norms:
             norm.momentum = 0.1
-        features = model.extract_feat(x)[-1]
-        fc = model.head.fc
+        if is_timm:
+            features = model.forward_head(model.forward_features(x), pre_logits=True)
+            fc = model.get_classifier()
+        else:
+            features = model.extract_feat(x)[-1]
+            fc = model.head.fc
         centred = (features - features.mean(dim=0)) @ fc.weight.T
         fc.weight.mul_(spread / centred.std())
         fc.bias.copy_(-(features.mean(dim=0) @ fc.weight.T))
@@ -181,11 +188,31 @@ def timm_checkpoint(timm_name, path, seed=0, **kwargs):
     """A timm HRNet (random init, then `randomize`d) saved as safetensors, as timm
     publishes weights; returns the torch model (eval mode) and `path`."""
     import timm
-    from safetensors.torch import save_file
 
     model = randomize(timm.create_model(timm_name, pretrained=False, **kwargs).eval(), seed=seed)
+    return model, save_safetensors(model, path)
+
+
+def save_safetensors(model, path):
+    """`model`'s state dict as safetensors (timm's published format); returns `path`."""
+    from safetensors.torch import save_file
+
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return model, path
+    return path
+
+
+def timm_pipeline(model, paths):
+    """timm's own eval transform for `model`'s pretrained_cfg (resize, crop, interpolation,
+    normalisation) on image files read with PIL: float32 NHWC."""
+    import timm.data
+    from PIL import Image
+
+    transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
+    out = []
+    for path in paths:
+        with Image.open(path) as image:
+            out.append(transform(image.convert("RGB")).permute(1, 2, 0).numpy())
+    return np.stack(out)
 
 
 def timm_forward(model, images_nhwc):

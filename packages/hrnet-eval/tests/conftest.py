@@ -15,6 +15,8 @@ from ray_head import RayHead
 N_IMAGES = 24
 # Rows evaluated end to end (one architecture: one compile) and their reference seeds.
 MODELS = {"hrnet-w18": 11, "hrnet-w18-ssld": 12}
+# A timm row with a pipeline of its own (bicubic), against timm's model and eval transform.
+TIMM_ROW, TIMM_SEED = "hrnet_w18_small.gluon_in1k", 13
 
 
 @pytest.fixture(scope="session")
@@ -31,10 +33,12 @@ def photo_dir(workdir):
 
 @pytest.fixture(scope="session")
 def image_set(workdir, photo_dir):
-    """The 24 JPEGs labelled from the W18 reference; the reference checkpoints converted."""
+    """The 24 JPEGs labelled from the W18 reference; the reference checkpoints converted:
+    mmpretrain's for the table's rows, timm's (its own eval transform) for `TIMM_ROW`."""
     import hrnet_keras
     from hrnet_keras.checkpoints import load_checkpoint_into
     from hrnet_keras.configs import get_preset
+    from hrnet_keras.convert import convert_checkpoint
     from hrnet_keras.preprocessing import imagenet_classes
 
     staging = photo_dir
@@ -52,6 +56,15 @@ def image_set(workdir, photo_dir):
         pth = reference_model.save_mmcls(model, workdir / f"{name}.pth")
         load_checkpoint_into(keras_model, pth, name)  # the converter's reading of the .pth
         keras_model.save_weights(str(weights_dir / get_preset(name).keras_weights))
+    timm_model, safetensors = reference_model.timm_checkpoint(
+        TIMM_ROW, workdir / f"{TIMM_ROW}.safetensors", seed=TIMM_SEED
+    )
+    x_timm = reference_model.timm_pipeline(timm_model, [staging / n for n in names])
+    reference_model.make_discriminative(timm_model, x_timm)
+    timm_logits = reference_model.timm_forward(timm_model, x_timm)
+    top5[TIMM_ROW] = np.argsort(-timm_logits, axis=1, kind="stable")[:, :5].tolist()
+    reference_model.save_safetensors(timm_model, safetensors)
+    convert_checkpoint(safetensors, TIMM_ROW, weights_dir)
     labels = choose_labels(logits["hrnet-w18"])
     wnids = [imagenet_classes()[y][0] for y in labels]
 
@@ -62,7 +75,7 @@ def image_set(workdir, photo_dir):
     shutil.copytree(staging, flat)
     labels_file = workdir / "val_labels.txt"
     labels_file.write_text("".join(w + "\n" for w in wnids))
-    counts = {m: count_hits(top5[m], labels) for m in MODELS}
+    counts = {m: count_hits(top5[m], labels) for m in top5}
     return ImageSet(
         names, labels, wnids, class_folders, flat, labels_file, weights_dir, top5, counts
     )

@@ -31,7 +31,7 @@ class ImageSet:
     labels_file: Path  # one wnid per line, line k for image k
     weights_dir: Path  # NAME.weights.h5 converted from the reference checkpoints
     top5: dict  # model -> reference top-5 classes per name
-    counts: dict  # model -> {"top1": hits, "top5": hits, "images": n}
+    counts: dict  # model -> {"top1_hits": n, "top5_hits": n, "images": n}
 
     def counts_without(self, model, excluded):
         """The reference counts over all images but the names in `excluded`."""
@@ -41,8 +41,8 @@ class ImageSet:
 
 def count_hits(top5, labels):
     return {
-        "top1": int(sum(t[0] == y for t, y in zip(top5, labels))),
-        "top5": int(sum(y in t for t, y in zip(top5, labels))),
+        "top1_hits": int(sum(t[0] == y for t, y in zip(top5, labels))),
+        "top5_hits": int(sum(y in t for t, y in zip(top5, labels))),
         "images": len(labels),
     }
 

@@ -86,7 +86,9 @@ def test_class_folder_that_is_not_a_class(capsys, tmp_path, weights_dir, photo_d
             ["--models", "hrnet-w18,hrnet-w99"],
             "unknown model 'hrnet-w99'; known: hrnet-w18, hrnet-w30",
         ),
-        (["--data", "/x"], "give --models NAME[,NAME...], --all, --demo or --list"),
+        (["--data", "/x"], "give --models NAME[,NAME...], --all, --family NAME, --demo or --list"),
+        (["--all", "--family", "timm", "--data", "/x"], "--all is --family mmcls"),
+        (["--family", "keras", "--data", "/x"], "argument --family: invalid choice: 'keras'"),
         (["--models", "hrnet-w18"], "give --data PATH"),
         (["--all", "--models", "hrnet-w18", "--data", "/x"], "either --models or --all"),
         (["--demo", "--data", "/x"], "--demo uses scikit-image's photos"),
@@ -107,20 +109,29 @@ def test_usage_errors_are_one_line(capsys, argv, message):
 def test_list_and_help(capsys):
     code, out, _ = run_main(capsys, "--list")
     lines = out.strip().splitlines()
-    assert code == 0 and len(lines) == 10
+    assert code == 0 and len(lines) == 15  # the table's 9 rows, then timm's 5
     assert lines[1].split() == [
         "hrnet-w18",
+        "mmcls",
+        "224/256",
+        "bilinear",
         "21.30",
         "4.33",
         "76.75",
         "93.44",
         "hrnet-w18.weights.h5",
     ]
-    assert lines[-1].split()[:5] == ["hrnet-w48-ssld", "77.47", "17.36", "83.63", "96.79"]
+    assert lines[9].split()[:7] == [
+        *("hrnet-w48-ssld", "mmcls", "224/256", "bilinear"),
+        *("77.47", "17.36", "83.63"),
+    ]
+    assert lines[10].split()[:4] == ["hrnet_w18_small.gluon_in1k", "timm", "224/256", "bicubic"]
+    assert lines[-1].split()[:4] == ["hrnet_w18.ms_aug_in1k", "timm", "224/235", "bilinear"]
     code, out, _ = run_main(capsys, "--help")
     assert code == 0
     for option in (
         "--all",
+        "--family",
         "--models",
         "--data",
         "--labels",
@@ -140,6 +151,27 @@ def test_list_and_help(capsys):
         assert option in out
 
 
+def test_rows_by_family_list_and_alias():
+    from hrnet_eval.__main__ import parse_args
+    from hrnet_keras.configs import list_models
+
+    def models(*argv):
+        return parse_args([*argv, "--data", "/x"]).models
+
+    assert models("--all") == tuple(list_models("mmcls"))
+    assert models("--family", "timm") == tuple(list_models("timm"))
+    assert models("--family", "mmcls", "--family", "timm") == tuple(list_models())
+    # a list and a family together, each row once, the list first; timm's name of a table
+    # checkpoint is that row
+    assert models("--models", "hrnet_w18.ms_in1k,hrnet-w64", "--family", "mmcls")[:3] == (
+        "hrnet-w18",
+        "hrnet-w64",
+        "hrnet-w30",
+    )
+    demo = parse_args(["--demo", "--models", "hrnet-w18,hrnet_w18_small.gluon_in1k"])
+    assert demo.models == ("hrnet-w18", "hrnet_w18_small.gluon_in1k")
+
+
 def test_unknown_model_exit_code_from_the_command_line():
     run = subprocess.run(
         [sys.executable, "-m", "hrnet_eval", "--models", "resnet50", "--data", "/x"],
@@ -152,7 +184,9 @@ def test_unknown_model_exit_code_from_the_command_line():
     assert run.stderr.strip().splitlines()[-1] == (
         "python -m hrnet_eval: error: argument --models: unknown model 'resnet50'; known: "
         "hrnet-w18, hrnet-w30, hrnet-w32, hrnet-w40, hrnet-w44, hrnet-w48, hrnet-w64, "
-        "hrnet-w18-ssld, hrnet-w48-ssld (see --help)"
+        "hrnet-w18-ssld, hrnet-w48-ssld, hrnet_w18_small.gluon_in1k, hrnet_w18_small.ms_in1k, "
+        "hrnet_w18_small_v2.gluon_in1k, hrnet_w18_small_v2.ms_in1k, hrnet_w18.ms_aug_in1k "
+        "(see --help)"
     )
 
 

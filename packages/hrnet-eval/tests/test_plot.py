@@ -12,8 +12,8 @@ def record(end, top1):
         "start": 0,
         "end": end,
         "images": end,
-        "top1": top1,
-        "top5": end,
+        "top1_hits": top1,
+        "top5_hits": end,
         "seconds": 1.0,
         "skipped": [],
     }

@@ -1,12 +1,14 @@
 """The scheduler's decisions apart from Ray: what is left per row, which shards the decode
 window holds, which group a worker takes."""
 
-from hrnet_eval.policy import Work, choose_group, row_groups
+from hrnet_eval.images import TABLE, Decoding
+from hrnet_eval.policy import Shard, Work, choose_group, nonfinite_reason, row_groups
 from hrnet_eval.store import Unit
 from hrnet_eval.window import DecodeWindow
 
 A, B = "hrnet-w18", "hrnet-w48"
-SHARDS = [(0, 4), (4, 8), (8, 12), (12, 16)]
+SHARDS = [(0, 4), (4, 8), (8, 12), (12, 16)]  # (start, end) of Units
+BICUBIC = Decoding(224, 256, "bicubic")  # timm's gluon rows
 
 
 def work():
@@ -15,44 +17,44 @@ def work():
 
 def test_rows_are_sent_in_order_and_put_back_in_front():
     w = work()
-    assert w.next_send([A, B], lambda key: True) == ((0, 4), [A])
-    w.take([A], (0, 4))
-    assert w.next_send([A, B], lambda key: True) == ((4, 8), [A, B])  # one call, both rows
-    w.take([A, B], (4, 8))
-    assert w.next_send([A, B], lambda key: key != (8, 12)) is None  # head not open yet
-    w.put_back([A, B], (4, 8))  # its worker died
-    assert w.todo[A][0] == (4, 8) and w.todo[B][0] == (4, 8) and w.needed((4, 8))
+    assert w.next_send([A, B], lambda key: True) == (Shard(0, 4), [A])
+    w.take([A], Shard(0, 4))
+    assert w.next_send([A, B], lambda key: True) == (Shard(4, 8), [A, B])  # one call, both rows
+    w.take([A, B], Shard(4, 8))
+    assert w.next_send([A, B], lambda key: key != Shard(8, 12)) is None  # head not open yet
+    assert w.put_back([A, B], Shard(4, 8)) == 1  # its worker died: the first time
+    assert w.todo[A][0] == Shard(4, 8) and w.todo[B][0] == Shard(4, 8) and w.needed(Shard(4, 8))
 
 
 def test_a_stopped_row_is_neither_sent_nor_put_back():
     w = work()
     w.stop(B, "non-finite logits")
-    assert not w.has(B) and w.waiting[(12, 16)] == {A}
-    w.put_back([A, B], (0, 4))
+    assert not w.has(B) and w.waiting[Shard(12, 16)] == {A}
+    w.put_back([A, B], Shard(0, 4))
     assert B not in w.todo and w.failed == {B: "non-finite logits"}
 
 
 def test_window_wants_ready_rows_first_then_a_head_start():
     w = work()
     # A ready, B loading: A's shards first, B-only shards after (none here: B's are A's too).
-    assert w.wanted({A}, {B}, size=2) == [(0, 4), (4, 8)]
-    w.take([A], (0, 4))
-    w.take([A], (4, 8))
+    assert w.wanted({A}, {B}, size=2) == [Shard(0, 4), Shard(4, 8)]
+    w.take([A], Shard(0, 4))
+    w.take([A], Shard(4, 8))
     # Only B (loading) still needs (4, 8): it comes after A's next ones.
-    assert w.wanted({A}, {B}, size=2) == [(8, 12), (12, 16), (4, 8)]
-    assert w.wanted(set(), {B}, size=2) == [(4, 8), (8, 12), (12, 16)]
+    assert w.wanted({A}, {B}, size=2) == [Shard(8, 12), Shard(12, 16), Shard(4, 8)]
+    assert w.wanted(set(), {B}, size=2) == [Shard(4, 8), Shard(8, 12), Shard(12, 16)]
 
 
 def test_window_evicts_what_only_loading_rows_want_and_counts_decoding_twice():
     opened = []
     window = DecodeWindow(2, lambda key: opened.append(key) or [key])
-    window.update([(0, 4), (4, 8)], lambda key: True)
-    assert set(window.refs) == {(0, 4), (4, 8)}
-    window.update([(4, 8), (8, 12)], lambda key: True)  # full: (0, 4) makes room
-    assert set(window.refs) == {(4, 8), (8, 12)} and window.decoded_twice == 0
-    window.update([(0, 4)], lambda key: key != (8, 12))  # (8, 12) done; (0, 4) again
-    assert set(window.refs) == {(0, 4), (4, 8)}
-    assert opened == [(0, 4), (4, 8), (8, 12), (0, 4)]
+    window.update([Shard(0, 4), Shard(4, 8)], lambda key: True)
+    assert set(window.refs) == {Shard(0, 4), Shard(4, 8)}
+    window.update([Shard(4, 8), Shard(8, 12)], lambda key: True)  # full: (0, 4) makes room
+    assert set(window.refs) == {Shard(4, 8), Shard(8, 12)} and window.decoded_twice == 0
+    window.update([Shard(0, 4)], lambda key: key != Shard(8, 12))  # (8, 12) done; (0, 4) again
+    assert set(window.refs) == {Shard(0, 4), Shard(4, 8)}
+    assert opened == [Shard(0, 4), Shard(4, 8), Shard(8, 12), Shard(0, 4)]
     assert (window.decoded, window.decoded_twice) == (16, 4)
 
 
@@ -68,3 +70,22 @@ def test_groups_and_the_group_a_worker_takes():
     assert choose_group((A,), groups, [], w, flops) == (A,)  # keeps its group while it has work
     w.stop(A, "x")
     assert choose_group((A,), groups, [], w, flops) == (B,)
+
+
+def test_rows_of_another_decoding_wait_for_shards_of_their_own():
+    c = "hrnet_w18_small.gluon_in1k"
+    w = Work({A: [Unit(A, 0, 4)], c: [Unit(c, 0, 4)]}, {c: BICUBIC})
+    assert w.todo == {A: [Shard(0, 4, TABLE)], c: [Shard(0, 4, BICUBIC)]}
+    assert w.wanted({A, c}, set(), size=4) == [Shard(0, 4, BICUBIC), Shard(0, 4, TABLE)]
+    # one call per decoding: the rows of the earliest open shard's decoding only
+    assert w.next_send([A, c], lambda key: True) == (Shard(0, 4, BICUBIC), [c])
+    assert w.next_send([A, c], lambda key: key.decoding == TABLE) == (Shard(0, 4, TABLE), [A])
+    assert str(Shard(0, 4, BICUBIC)) == "shard 00000000-00000004"
+
+
+def test_a_shard_counts_the_workers_it_lost_and_names_nonfinite_images():
+    w = work()
+    assert [w.put_back([A], Shard(0, 4)) for _ in range(3)] == [1, 2, 3]
+    why = nonfinite_reason(Shard(0, 4), ["a.JPEG", "b.JPEG", "c.JPEG", "d.JPEG"])
+    assert why.startswith("non-finite logits (NaN or inf) in shard 00000000-00000004, images ")
+    assert "a.JPEG, b.JPEG, c.JPEG and 1 more" in why

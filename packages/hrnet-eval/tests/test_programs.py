@@ -22,12 +22,16 @@ def test_keys_separate_weights_batch_device_and_architecture():
     paths = {cache.entry(programs.weights_key(s)) for s in (w18, other_bytes, ssld)}
     assert len(paths) == 3  # same name, other bytes: another entry
     assert programs.weights_key(random_spec("hrnet-w18"))["weights"] == "keras-init-seed-0"
-    base = programs.program_key("hrnet-w18", CPU8)
-    assert base == programs.program_key("hrnet-w18", CPU8)  # deterministic
+    base = programs.program_key(w18, CPU8)
+    assert base == programs.program_key(w18, CPU8)  # deterministic
+    assert base == programs.program_key(ssld, CPU8)  # one architecture, input, normalisation
+    # timm's W18 (crop_pct 0.95) decodes differently, but its program is W18's
+    assert base == programs.program_key(random_spec("hrnet_w18.ms_aug_in1k"), CPU8)
     for changed in (
-        programs.program_key("hrnet-w18", programs.Target("cpu", "cpu", 16)),
-        programs.program_key("hrnet-w18", programs.Target("cuda", "NVIDIA H200", 8)),
-        programs.program_key("hrnet-w32", CPU8),
+        programs.program_key(w18, programs.Target("cpu", "cpu", 16)),
+        programs.program_key(w18, programs.Target("cuda", "NVIDIA H200", 8)),
+        programs.program_key(random_spec("hrnet-w32"), CPU8),
+        programs.program_key(random_spec("hrnet_w18_small.gluon_in1k"), CPU8),
     ):
         assert cache.entry(changed) != cache.entry(base)
     assert base["versions"]["jax"] and base["format"] == programs.FORMAT

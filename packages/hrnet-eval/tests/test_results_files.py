@@ -23,8 +23,8 @@ def record(start, end, top1, top5, seconds=2.0, skipped=()):
         "start": start,
         "end": end,
         "images": end - start - len(skipped),
-        "top1": top1,
-        "top5": top5,
+        "top1_hits": top1,
+        "top5_hits": top5,
         "seconds": seconds,
         "skipped": [list(s) for s in skipped],
     }
@@ -123,11 +123,15 @@ def test_result_files(rows, tmp_path):
     ]
     text = md.read_text()
     assert (
-        "| HRNet-W18\\* | 21.30 | 4.33 | 76.75 | 76.75 | +0.00 | 93.44 | 93.44 | +0.00 | 50000 "
+        "| HRNet-W18\\* | 21.30 | 4.33 | 224/256 bilinear | 76.75 | 76.75 | +0.00 | 93.44 | 93.44 "
+        "| +0.00 | 50000 "
         "| [config](https://github.com/open-mmlab/mmclassification/blob/master/configs/hrnet/"
         "hrnet-w18_4xb32_in1k.py) | [model](https://download.openmmlab.com/"
     ) in text
-    assert "| HRNet-W18 (ssld)\\* | 21.30 | 4.33 | 81.06 | 100.00 | +18.94 |" in text
+    assert (
+        "| HRNet-W18 (ssld)\\* | 21.30 | 4.33 | 224/256 bilinear | 81.06 | 100.00 | +18.94 |"
+        in text
+    )
     assert "hrnet-w18-ssld: 1 skipped; denominator 2 images" in text
     assert "`/data/val/n1/x.JPEG`: Cannot decode image x" in text
     assert "MEAN NOTHING" not in text and "unpublished" not in text.lower()
@@ -158,6 +162,29 @@ def test_rows_not_from_the_published_file_say_so_everywhere(tmp_path, row_spec, 
     assert table[1][-2:] == ["unpublished", row_spec.source_sha256 or ""]
     (line,) = results.summary_lines([row])
     assert line.endswith(f"; UNPUBLISHED weights, {note}")
+
+
+def test_a_timm_row_says_its_own_pipeline_and_source(tmp_path):
+    from hrnet_eval.weights import is_published
+    from hrnet_keras.configs import get_preset
+
+    name = "hrnet_w18_small.gluon_in1k"
+    hub_file = "/hf/hub/models--timm--hrnet_w18_small.gluon_in1k/snapshots/a1/model.safetensors"
+    assert is_published(get_preset(name), hub_file, "7" * 64)
+    other_repo = hub_file.replace("small.gluon", "small.ms")
+    assert not is_published(get_preset(name), other_repo, "7" * 64)
+    row_spec = spec(name, "/w/small.weights.h5", "7" * 64, published=True)
+    row = results.make_row(name, [record(0, 100, 74, 91)], backend="jax", spec=row_spec)
+    assert (row["family"], row["pipeline"]) == ("timm", "224/256 bicubic")
+    assert (row["img_size"], row["crop_pct"], row["interpolation"]) == (224, 0.875, "bicubic")
+    assert (row["published_top1"], row["params"]) == (73.934, 13183624)
+    md, _, cs, *_ = results.write(tmp_path, [row], META)
+    assert (
+        "| hrnet_w18_small.gluon_in1k | 13.18 | 1.62 | 224/256 bicubic | 73.93 | 74.00 | +0.07 "
+    ) in md.read_text()
+    assert "[model](https://huggingface.co/timm/hrnet_w18_small.gluon_in1k) |" in md.read_text()
+    with open(cs) as f:
+        assert list(csv.reader(f))[1][7:9] == ["0.875", "bicubic"]
 
 
 def test_progress_lines_give_rate_and_eta():

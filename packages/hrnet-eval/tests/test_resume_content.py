@@ -146,7 +146,7 @@ store = ShardStore(output)
 planned = job.plan(dataset, store, specs, backend="jax", shard_size=8, skip_corrupt=False)
 for unit in planned.pending()["hrnet-w18"]:
     n = unit.size
-    store.save(unit, planned.key(unit), {"images": n, "top1": 0, "top5": 0, "labels": [0] * n,
+    store.save(unit, planned.key(unit), {"images": n, "top1_hits": 0, "top5_hits": 0, "labels": [0] * n,
                "top5_classes": [[1, 2, 3, 4, 5]] * n, "skipped": [], "seconds": 1.0,
                "digests": decode(dataset.items[unit.start:unit.end])["digests"]})
 path = dataset.items[int(changed)].source

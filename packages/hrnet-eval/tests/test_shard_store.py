@@ -12,8 +12,8 @@ from hrnet_eval.spec import ModelSpec
 def result(images=4, top1=1, top5=2, skipped=()):
     return {
         "images": images,
-        "top1": top1,
-        "top5": top5,
+        "top1_hits": top1,
+        "top5_hits": top5,
         "labels": [0] * images,
         "top5_classes": [[0, 1, 2, 3, 4]] * images,
         "skipped": list(skipped),

@@ -77,6 +77,25 @@ def test_decode_keeps_order_and_chunks_join_back(flat_items):
     assert joined["names"] == whole["names"] and joined["labels"] == whole["labels"]
 
 
+def test_each_row_decodes_with_its_own_pipeline(flat_items):
+    from hrnet_keras import load_image
+    from hrnet_keras.configs import get_preset
+
+    from hrnet_eval.images import TABLE, Decoding
+
+    aug = Decoding.of(get_preset("hrnet_w18.ms_aug_in1k").pipeline)  # timm: crop_pct 0.95
+    gluon = Decoding.of(get_preset("hrnet_w18_small.gluon_in1k").pipeline)
+    assert (aug, gluon) == (Decoding(224, 235, "bilinear"), Decoding(224, 256, "bicubic"))
+    source = flat_items[3].source
+    for decoding in (aug, gluon):
+        image = decode(flat_items[3:4], decoding=decoding)["images"][0]
+        want = load_image(source, resize=decoding.resize, interpolation=decoding.interpolation)
+        assert np.array_equal(image, want)
+        assert not np.array_equal(image, decode(flat_items[3:4], decoding=TABLE)["images"][0])
+    wide = decode(flat_items[3:4], decoding=Decoding(288, 288, "bilinear"))["images"]
+    assert wide.shape == (1, 288, 288, 3)
+
+
 def test_shards_chunks_and_batches_do_not_change_results(flat_items):
     whole = StubWorker(backend="jax", batch_size=5)
     whole.load(SPECS[0])
@@ -84,15 +103,15 @@ def test_shards_chunks_and_batches_do_not_change_results(flat_items):
     pieces = StubWorker(backend="jax", batch_size=3)
     pieces.load(SPECS[0])
     parts = [score(pieces, flat_items[s : s + 7], chunk=2) for s in range(0, 24, 7)]
-    got = whole["rows"]["hrnet-w18"]
-    assert got["top5_classes"] == [t for p in parts for t in p["rows"]["hrnet-w18"]["top5_classes"]]
-    assert got["top5_classes"] == expected_top5(flat_items)
-    assert whole["labels"] == [i.label for i in flat_items]  # order kept
-    for key in ("images", "top1", "top5"):
-        assert got[key] == sum(p["rows"]["hrnet-w18"][key] for p in parts)
-    top5, labels = got["top5_classes"], whole["labels"]
-    assert got["top1"] == sum(t[0] == y for t, y in zip(top5, labels))
-    assert got["top5"] == sum(y in t for t, y in zip(top5, labels))
+    got = whole.rows["hrnet-w18"]
+    assert got.top5_classes == [t for p in parts for t in p.rows["hrnet-w18"].top5_classes]
+    assert got.top5_classes == expected_top5(flat_items)
+    assert whole.labels == [i.label for i in flat_items]  # order kept
+    for key in ("images", "top1_hits", "top5_hits"):
+        assert getattr(got, key) == sum(getattr(p.rows["hrnet-w18"], key) for p in parts)
+    top5, labels = got.top5_classes, whole.labels
+    assert got.top1_hits == sum(t[0] == y for t, y in zip(top5, labels))
+    assert got.top5_hits == sum(y in t for t, y in zip(top5, labels))
     # Every forward pass has the full batch (the last one zero-padded).
     assert set(pieces.batch_shapes) == {(3, 224, 224, 3)}
 
@@ -103,11 +122,9 @@ def test_one_decode_serves_every_row(flat_items):
     assert [info["row"] for info in infos] == ["hrnet-w18", "hrnet-w30"]
     assert worker.describe()["rows"] == ["hrnet-w18", "hrnet-w30"]
     result = score(worker, flat_items[:6], rows=("hrnet-w18", "hrnet-w30"))
-    assert result["rows"]["hrnet-w18"]["top5_classes"] == expected_top5(flat_items[:6])
-    assert result["rows"]["hrnet-w30"]["top5_classes"] == expected_top5(flat_items[:6], 0.5)
-    assert (
-        result["rows"]["hrnet-w18"]["top5_classes"] != result["rows"]["hrnet-w30"]["top5_classes"]
-    )
+    assert result.rows["hrnet-w18"].top5_classes == expected_top5(flat_items[:6])
+    assert result.rows["hrnet-w30"].top5_classes == expected_top5(flat_items[:6], 0.5)
+    assert result.rows["hrnet-w18"].top5_classes != result.rows["hrnet-w30"].top5_classes
     worker.load(SPECS[1], SPECS[1:])  # another group: the rows not in it are dropped
     assert list(worker.classifiers) == ["hrnet-w30"]
     with pytest.raises(WorkerError, match="has not loaded hrnet-w18"):
@@ -123,8 +140,8 @@ def test_labels_that_hit(flat_items):
     ]
     worker = StubWorker(backend="jax", batch_size=4)
     worker.load(SPECS[0])
-    result = score(worker, relabelled)["rows"]["hrnet-w18"]
-    assert (result["images"], result["top1"], result["top5"]) == (6, 3, 6)
+    result = score(worker, relabelled).rows["hrnet-w18"]
+    assert (result.images, result.top1_hits, result.top5_hits) == (6, 3, 6)
 
 
 def test_corrupt_image_fails_or_is_skipped(flat_items, tmp_path):
@@ -141,13 +158,13 @@ def test_corrupt_image_fails_or_is_skipped(flat_items, tmp_path):
     worker = StubWorker(backend="jax", batch_size=2)
     worker.load(SPECS[0])
     result = score(worker, items, chunk=4, skip_corrupt=True)
-    assert result["rows"]["hrnet-w18"]["images"] == 5
-    assert [where for where, _ in result["skipped"]] == [str(broken)]
-    assert result["labels"] == [i.label for k, i in enumerate(items) if k != 2]
+    assert result.rows["hrnet-w18"].images == 5
+    assert [where for where, _ in result.skipped] == [str(broken)]
+    assert result.labels == [i.label for k, i in enumerate(items) if k != 2]
     clean = score(worker, flat_items[:2] + flat_items[3:6])
-    assert clean["rows"]["hrnet-w18"]["top5_classes"] == result["rows"]["hrnet-w18"]["top5_classes"]
+    assert clean.rows["hrnet-w18"].top5_classes == result.rows["hrnet-w18"].top5_classes
     everything_broken = score(worker, items[2:3], skip_corrupt=True)
-    assert everything_broken["rows"]["hrnet-w18"]["images"] == 0
+    assert everything_broken.rows["hrnet-w18"].images == 0
 
 
 def test_non_finite_logits_are_named_not_counted_as_predictions(flat_items):
@@ -163,5 +180,5 @@ def test_non_finite_logits_are_named_not_counted_as_predictions(flat_items):
         SPECS.remove(broken)
     # batches of 3: the first image of each batch is NaN
     names = [i.name for i in flat_items[:5]]
-    assert result["rows"]["hrnet-w18"]["nonfinite"] == [names[0], names[3]]
-    assert result["rows"]["hrnet-w30"]["nonfinite"] == []
+    assert result.rows["hrnet-w18"].nonfinite == [names[0], names[3]]
+    assert result.rows["hrnet-w30"].nonfinite == []

@@ -7,6 +7,9 @@ On a cluster (joins it through RAY_ADDRESS; give absolute paths):
     ray job submit -- python -m hrnet_eval --all --data /data/imagenet/val \\
         --weights-dir /data/hrnet-weights --output /data/results
 
+Each row runs at its own test pipeline (--list shows it); rows sharing one share
+each decoded image, so timm's rows (--family timm) join the table in one job.
+
 Without RAY_ADDRESS a private local Ray cluster is started. Each finished
 shard is saved under OUTPUT/shards at once: rerunning the same command resumes.
 """
@@ -17,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from hrnet_keras.configs import get_preset, list_models
+from hrnet_keras.configs import FAMILIES, get_preset, list_models
 
 from hrnet_eval.config import (
     DEFAULT_BATCH_SIZE,
@@ -25,7 +28,7 @@ from hrnet_eval.config import (
     DEFAULT_PROGRESS_SECONDS,
     DEFAULT_SHARD_SIZE,
     DEMO_DEFAULTS,
-    EVALUATED,
+    TABLE_FAMILY,
     EvalConfig,
     default_compile_cache,
 )
@@ -43,7 +46,7 @@ def build_parser():
     parser = Parser(
         prog="python -m hrnet_eval",
         description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1] + "\nRows: " + ", ".join(list_models(EVALUATED)),
+        epilog=__doc__.split("\n\n", 1)[1] + "\nRows: " + ", ".join(list_models()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = parser.add_argument_group("what to evaluate")
@@ -51,9 +54,17 @@ def build_parser():
         "--models",
         type=_model_list,
         metavar="NAME[,NAME...]",
-        help="comma-separated rows, e.g. hrnet-w18,hrnet-w48-ssld",
+        help="comma-separated rows, e.g. hrnet-w18,hrnet-w48-ssld,hrnet_w18_small.gluon_in1k "
+        "(timm's names of the table's checkpoints mean those rows)",
     )
     what.add_argument("--all", action="store_true", help="every row of the mmclassification table")
+    what.add_argument(
+        "--family",
+        choices=FAMILIES,
+        action="append",
+        help="every row of a family: mmcls (the table, as --all) or timm (timm's other "
+        "weights); may be given twice, and beside --models",
+    )
     what.add_argument(
         "--demo",
         action="store_true",
@@ -181,13 +192,16 @@ def build_parser():
 
 
 def _model_list(text):
-    known = list_models(EVALUATED)
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in known]
+    names, unknown = [], []
+    for name in filter(None, (n.strip() for n in text.split(","))):
+        try:
+            names.append(get_preset(name).name)  # an alias is its row
+        except ValueError:
+            unknown.append(name)
     if unknown or not names:
         raise argparse.ArgumentTypeError(
             f"unknown model {', '.join(map(repr, unknown)) or repr(text)}; "
-            f"known: {', '.join(known)}"
+            f"known: {', '.join(list_models())}"
         )
     return list(dict.fromkeys(names))
 
@@ -222,14 +236,16 @@ def _positive_float(text):
 
 
 def list_rows():
-    """The --list table: each evaluated row's published figures and weights file."""
+    """The --list table: each row's family, test pipeline, published figures and weights file."""
+    width = max(map(len, list_models())) + 2
     lines = [
-        f"{'model':<16}{'params(M)':>10}{'flops(G)':>10}{'top-1':>8}{'top-5':>8}  weights file"
+        f"{'model':<{width}}{'family':<8}{'pipeline':<18}{'params(M)':>9}{'flops(G)':>9}"
+        f"{'top-1':>8}{'top-5':>8}  weights file"
     ]
-    for p in map(get_preset, list_models(EVALUATED)):
+    for p in map(get_preset, list_models()):
         lines.append(
-            f"{p.name:<16}{p.params / 1e6:>10.2f}{p.flops / 1e9:>10.2f}"
-            f"{p.top1:>8.2f}{p.top5:>8.2f}  {p.keras_weights}"
+            f"{p.name:<{width}}{p.family:<8}{p.pipeline.describe():<18}{p.params / 1e6:>9.2f}"
+            f"{p.flops / 1e9:>9.2f}{p.top1:>8.2f}{p.top5:>8.2f}  {p.keras_weights}"
         )
     return "\n".join(lines)
 
@@ -242,13 +258,17 @@ def parse_args(argv):
         return None
     if args.models and args.all:
         parser.error("give either --models or --all, not both")
-    if args.all:
-        args.models = list_models(EVALUATED)
+    if args.family and args.all:
+        parser.error("--all is --family mmcls: give one of them")
+    families = [TABLE_FAMILY] if args.all else args.family or []
+    if families:
+        chosen = [row for family in families for row in list_models(family)]
+        args.models = list(dict.fromkeys([*(args.models or []), *chosen]))
     if args.demo:
         if args.data:
             parser.error("--demo uses scikit-image's photos; drop --data (or drop --demo)")
     elif not args.models:
-        parser.error("give --models NAME[,NAME...], --all, --demo or --list")
+        parser.error("give --models NAME[,NAME...], --all, --family NAME, --demo or --list")
     elif not args.data:
         parser.error("give --data PATH (the ImageNet validation images), or try --demo")
     return EvalConfig.from_namespace(args)

@@ -5,9 +5,9 @@ import os
 from pathlib import Path
 
 DEFAULT_OUTPUT = "results"
-# Row family the evaluator runs (hrnet_keras.configs.FAMILIES): --all, --models and --list.
-# timm's rows need per-row pipelines (issue #17, item 5) before they can join.
-EVALUATED = "mmcls"
+# The family --all means (hrnet_keras.configs.FAMILIES): the mmclassification table; the others
+# are named by --family or --models.
+TABLE_FAMILY = "mmcls"
 DEFAULT_SHARD_SIZE = 500
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_PROGRESS_SECONDS = 10.0

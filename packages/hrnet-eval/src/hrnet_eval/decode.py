@@ -1,28 +1,31 @@
 """Decoding, apart from the model: items -> one uint8 array, run as Ray tasks on every CPU.
 
-A shard's images are decoded in chunks, one Ray task per chunk (one process per
+What a decode gives depends on a row's pipeline only through its `Decoding`
+(`hrnet_eval.images`: crop, resized short edge, interpolation): rows sharing one
+share each decoded image; the normalisation runs on the device, in the row's
+program. A shard's images are decoded in chunks, one Ray task per chunk (one process per
 CPU, so decoding is not bound by one process's GIL); each chunk's array travels
 through Ray's object store to the workers that score it, read there without a
 copy. Chunks are concatenated on the worker in order.
 """
 
 import numpy as np
-from hrnet_keras.configs import TEST_PIPELINE
 
-from hrnet_eval.images import ImageError, digest, load, read_bytes
+from hrnet_eval.images import TABLE, ImageError, digest, load, read_bytes
 
 CHUNK_SIZE = 64  # images per decode task
 KEYS = ("labels", "names", "skipped", "digests")  # lists that `join` concatenates
 
 
-def decode(items, skip_corrupt=False):
-    """{"images": uint8 (n, 224, 224, 3), "labels", "names", "skipped", "digests"} of `items`.
+def decode(items, skip_corrupt=False, decoding=TABLE):
+    """{"images": uint8 (n, crop, crop, 3), "labels", "names", "skipped", "digests"} of
+    `items`, each through `decoding`.
 
     An image that cannot be decoded raises `ImageError` naming it, or is listed
     in "skipped" as [where, why] with `skip_corrupt`. "digests" holds one digest of
     each item's bytes in item order, skipped items included (None: unreadable).
     """
-    size = TEST_PIPELINE.crop
+    size = decoding.crop
     images = np.empty((len(items), size, size, 3), dtype="uint8")
     labels, names, skipped, digests = [], [], [], []
     for item in items:
@@ -30,7 +33,7 @@ def decode(items, skip_corrupt=False):
         try:
             payload = read_bytes(item)
             digests[-1] = digest(payload)
-            image, label, name = load(item, payload)
+            image, label, name = load(item, payload, decoding)
         except ImageError as exc:
             if not skip_corrupt:
                 raise
@@ -46,6 +49,19 @@ def decode(items, skip_corrupt=False):
         "skipped": skipped,
         "digests": digests,
     }
+
+
+def decode_tasks(task, items, skip_corrupt=False):
+    """`f(shard) -> [ObjectRef]`: `task` (`decode` as a Ray remote function) submitted once
+    per chunk of a `hrnet_eval.policy.Shard` of `items`, with the shard's decoding."""
+
+    def submit(shard):
+        return [
+            task.remote(items[s:e], skip_corrupt, shard.decoding)
+            for s, e in chunks(shard.start, shard.end)
+        ]
+
+    return submit
 
 
 def chunks(start, end, size=CHUNK_SIZE):

@@ -1,4 +1,4 @@
-"""Read one `Item`'s bytes and run the table's test pipeline (hrnet-keras' `load_image`).
+"""Read one `Item`'s bytes and run a row's test pipeline (hrnet-keras' `load_image`).
 
 TFRecord items hold a serialized `tf.train.Example` (tensorflow-datasets'
 imagenet2012: `image`, `label`, `file_name`); `hrnet_eval.tfrecord` checks its
@@ -7,8 +7,9 @@ checksums and parses it with protobuf, so workers need not import TensorFlow.
 
 import hashlib
 import io
+import typing
 
-from hrnet_keras.configs import IMAGENET_CLASSES
+from hrnet_keras.configs import IMAGENET_CLASSES, TEST_PIPELINE
 from hrnet_keras.preprocessing import load_image
 
 from hrnet_eval import tfrecord
@@ -19,6 +20,26 @@ class ImageError(EvalError, ValueError):
     """An image that cannot be read or decoded; the message names it."""
 
     hint = "--skip-corrupt skips unreadable images"
+
+
+class Decoding(typing.NamedTuple):
+    """What a decoded image depends on: a row's pipeline less its normalisation (which
+    runs on the device), named as `load_image`'s arguments."""
+
+    crop: int
+    resize: int
+    interpolation: str
+
+    @classmethod
+    def of(cls, pipeline):
+        """The decoding of a `hrnet_keras.configs.PipelineConfig`."""
+        return cls(pipeline.crop, pipeline.resize_short_edge, pipeline.interpolation)
+
+    def __str__(self):
+        return f"{self.crop}/{self.resize} {self.interpolation}"
+
+
+TABLE = Decoding.of(TEST_PIPELINE)  # the mmclassification table's
 
 
 class _NamedBytes(io.BytesIO):
@@ -57,9 +78,10 @@ def digest(payload):
     return hashlib.blake2b(payload, digest_size=16).hexdigest()
 
 
-def load(item, payload=None):
-    """(uint8 224x224x3 RGB array, label, name) of one item, via `hrnet_keras.preprocessing.load_image`;
-    `payload`: its bytes, when `read_bytes` gave them already."""
+def load(item, payload=None, decoding=TABLE):
+    """(uint8 crop x crop x 3 RGB array, label, name) of one item, via
+    `hrnet_keras.preprocessing.load_image`; `payload`: its bytes, when `read_bytes` gave
+    them already; `decoding`: the row's `Decoding`."""
     label, name, where = item.label, item.name, item.where
     if payload is None:
         payload = read_bytes(item)
@@ -74,7 +96,7 @@ def load(item, payload=None):
                 raise ImageError(
                     f"Record {where} has label {label}, not a class 0-{IMAGENET_CLASSES - 1}."
                 )
-        image = load_image(_NamedBytes(payload, where))
+        image = load_image(_NamedBytes(payload, where), **decoding._asdict())
     except ImageError:
         raise
     except ValueError as exc:  # load_image's one-line decode error, naming the image

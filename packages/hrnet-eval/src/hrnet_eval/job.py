@@ -10,15 +10,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from hrnet_keras.configs import TEST_PIPELINE
-
 from hrnet_eval import cluster, demo, resume, results
 from hrnet_eval.data import DataError, load_dataset, shards
 from hrnet_eval.errors import EvalError
 from hrnet_eval.progress import Progress, format_duration
 from hrnet_eval.policy import row_groups
-from hrnet_eval.scheduler import Scheduler
-from hrnet_eval.store import ShardStore, Unit
+from hrnet_eval.scheduler import Resources, Scheduler
+from hrnet_eval.store import RECORD_FORMAT, ShardStore, Unit
 from hrnet_eval.weights import resolve
 
 
@@ -41,18 +39,23 @@ def content_stamp(items):
 
 
 def shard_key(dataset, start, end, backend):
-    """What a stored shard must have been made from to be reused, but the weights
-    (`plan` adds each row's)."""
+    """What a stored shard must have been made from to be reused, but the row's weights
+    and preprocessing (`Plan.key` adds them)."""
     return {
+        "format": RECORD_FORMAT,
         "data": dataset.fingerprint(start, end),
         "files": content_stamp(dataset.items[start:end]),
         "backend": backend,
-        # As stored: JSON turns the pipeline's tuples into lists.
-        "preprocessing": json.loads(json.dumps(dataclasses.asdict(TEST_PIPELINE))),
     }
 
 
+def preprocessing_key(spec):
+    """A row's test pipeline as a stored key holds it (JSON turns tuples into lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(spec.preset.pipeline)))
+
+
 REASONS = {  # key field that differs -> why a stored shard is not reused
+    "format": "an older record format",
     "data": "other images or labels",
     "files": "images changed on disk",
     "weights": "other weights",
@@ -71,12 +74,12 @@ class Plan:
     shards: dict  # (start, end) -> [rows to run], every shard in data order
     done: dict  # row -> [stored records]
     redo: collections.Counter
-    keys: dict  # (start, end) -> the key of `shard_key`, without the weights
-    weights: dict  # row -> the identity of its weights (ModelSpec.key)
+    keys: dict  # (start, end) -> the key of `shard_key`, without the row's parts
+    rows_keys: dict  # row -> {"weights": ModelSpec.key, "preprocessing": its pipeline}
 
     def key(self, unit):
         """The key `unit` is stored under."""
-        return {**self.keys[unit.start, unit.end], "weights": self.weights[unit.model]}
+        return {**self.keys[unit.start, unit.end], **self.rows_keys[unit.model]}
 
     def pending(self):
         """{row: [Unit]} of the units left, in data order."""
@@ -116,7 +119,10 @@ def plan(dataset, store, specs, *, backend, shard_size, skip_corrupt, reuse=True
         done={row: [] for row in rows},
         redo=collections.Counter(),
         keys=keys,
-        weights={row: spec.key for row, spec in specs.items()},
+        rows_keys={
+            row: {"weights": spec.key, "preprocessing": preprocessing_key(spec)}
+            for row, spec in specs.items()
+        },
     )
     for row in rows:
         for start, end in keys:
@@ -331,16 +337,12 @@ def _dispatch(config, dataset, specs, todo, store, out, joined=False):
         out=out,
     )
 
-    def on_result(unit, result):
-        done[unit.model].append(store.save(unit, todo.key(unit), result))
-        progress.add(unit.model, unit.size)
+    def on_result(row, shard, scored):
+        unit = Unit(row, shard.start, shard.end)
+        done[row].append(store.save(unit, todo.key(unit), scored.record(row)))
+        progress.add(row, unit.size)
 
-    scheduler = Scheduler(
-        specs=specs,
-        items=dataset.items,
-        pending=todo.pending(),
-        groups=groups,
-        work_per_image={m: spec.preset.flops for m, spec in specs.items()},
+    resources = Resources(
         workers=workers,
         actor_options={
             "num_cpus": cpus,
@@ -366,6 +368,13 @@ def _dispatch(config, dataset, specs, todo, store, out, joined=False):
             "runtime_env": {"env_vars": cluster.decode_env()},
         },
         decode_tasks=sizing.decode_tasks,
+    )
+    scheduler = Scheduler(
+        specs=specs,
+        items=dataset.items,
+        pending=todo.pending(),
+        groups=groups,
+        resources=resources,
         on_result=on_result,
         skip_corrupt=config.skip_corrupt,
         log=out,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from hrnet_keras.files import atomic_write
 
+from hrnet_eval.results import label as row_label
+
 SIZE_INCHES = (8.0, 5.0)
 DPI = 150
 UNPUBLISHED = "(not the published weights)"
@@ -19,12 +21,6 @@ UNPUBLISHED = "(not the published weights)"
 def published_weights(row):
     """Whether the row's weights are the row's published file (`results.make_row`)."""
     return bool(row["published_weights"])
-
-
-def _label(name):
-    """hrnet-w18-ssld -> HRNet-W18 (ssld)."""
-    parts = name.split("-")
-    return f"HRNet-{parts[1].upper()}" + (f" ({'-'.join(parts[2:])})" if len(parts) > 2 else "")
 
 
 def figure(rows, title="HRNet on ImageNet-1k: Top-1 against GFLOPs"):
@@ -47,7 +43,7 @@ def figure(rows, title="HRNet on ImageNet-1k: Top-1 against GFLOPs"):
         published = published_weights(row)
         colour = "tab:blue" if published else "tab:gray"
         point(gflops, row["published_top1"], "published", marker="o", color="tab:blue", ms=7)
-        text = _label(row["name"])
+        text = row_label(row["name"])
         if row.get("top1") is not None:
             label = "measured" if published else f"measured {UNPUBLISHED}"
             point(gflops, row["top1"], label, marker="s", mfc="white", mec=colour, mew=1.8, ms=7)

@@ -1,13 +1,32 @@
 """What is left to do and who does it: the scheduler's decisions, apart from Ray.
 
-`Work` holds, per row, the shards it has still to be sent (in data order) and, per
-shard, the rows waiting for it; a row that gives non-finite logits is stopped
-here. `choose_group` says which row group a worker takes, `wanted` which shards
+A `Shard` is images [start, end) decoded one way (the rows' `Decoding`): rows of one
+decoding share it, a row with another pipeline waits for its own. `Work` holds, per
+row, the shards it has still to be sent (in data order) and, per shard, the rows
+waiting for it; a row that gives non-finite logits is stopped here. `choose_group` says which row group a worker takes, `wanted` which shards
 the decode window should hold, and `row_groups` how rows are split among workers.
 """
 
 import bisect
 import collections
+import typing
+
+from hrnet_eval.images import TABLE, Decoding
+
+
+class Shard(typing.NamedTuple):
+    """Images [start, end) of the data set, decoded with `decoding`."""
+
+    start: int
+    end: int
+    decoding: Decoding = TABLE
+
+    @property
+    def size(self):
+        return self.end - self.start
+
+    def __str__(self):
+        return f"shard {self.start:08d}-{self.end:08d}"
 
 
 def row_groups(rows, rows_per_worker):
@@ -18,10 +37,16 @@ def row_groups(rows, rows_per_worker):
 
 
 class Work:
-    """Shards still to be sent, per row ({row: [(start, end)]}), and rows per shard."""
+    """Shards still to be sent, per row ({row: [Shard]}), and rows per shard.
 
-    def __init__(self, pending):
-        self.todo = {row: sorted((u.start, u.end) for u in units) for row, units in pending.items()}
+    `pending`: {row: [Unit]}; `decodings`: {row: Decoding} (default the table's)."""
+
+    def __init__(self, pending, decodings=None):
+        decodings = decodings or {}
+        self.todo = {
+            row: sorted(Shard(u.start, u.end, decodings.get(row, TABLE)) for u in units)
+            for row, units in pending.items()
+        }
         self.todo = {row: keys for row, keys in self.todo.items() if keys}
         self.waiting = collections.defaultdict(set)
         for row, keys in self.todo.items():
@@ -29,6 +54,7 @@ class Work:
                 self.waiting[key].add(row)
         self.order = sorted(self.waiting)  # every shard of the run, in data order
         self.failed = {}  # row -> why it stopped
+        self.attempts = collections.Counter()  # shard -> times it lost its worker
 
     def __bool__(self):
         return any(self.todo.values())
@@ -39,7 +65,7 @@ class Work:
     def left(self, group, work_per_image):
         """Images x work per image that `group` has still to score."""
         return sum(
-            sum(e - s for s, e in self.todo.get(row, ())) * work_per_image.get(row, 1)
+            sum(key.size for key in self.todo.get(row, ())) * work_per_image.get(row, 1)
             for row in group
         )
 
@@ -59,11 +85,14 @@ class Work:
             self.waiting[key].discard(row)
 
     def put_back(self, rows, key):
-        """`rows` must score `key` again (its worker died)."""
+        """`rows` must score `key` again (its worker died); returns how many times that
+        happened to `key`."""
+        self.attempts[key] += 1
         for row in rows:
             if row not in self.failed:
                 bisect.insort(self.todo.setdefault(row, []), key)
                 self.waiting[key].add(row)
+        return self.attempts[key]
 
     def stop(self, row, why):
         """Nothing more of `row` is sent or counted."""
@@ -87,6 +116,15 @@ class Work:
             elif rows & loading:
                 then.append(key)
         return first + then
+
+
+def nonfinite_reason(shard, names):
+    """Why a row stopped: the images of `shard` whose logits were NaN or inf."""
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (
+        f"non-finite logits (NaN or inf) in {shard}, images {shown}: "
+        "its weights are broken; the row stopped and its results are incomplete"
+    )
 
 
 def choose_group(current, groups, held_by_others, work, work_per_image):

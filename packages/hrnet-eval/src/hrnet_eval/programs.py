@@ -3,14 +3,14 @@
 A JAX worker scores a row with one program: the row's architecture, BatchNorm
 folded into its convs, uint8 images in, top-5 classes and a finite-logits flag
 out, serialised with `jax.export` (StableHLO, a data format). Its weights, folded,
-are a safetensors file apart from it, so rows of one architecture (W18 and
-W18-SSLD) share the program:
+are a safetensors file apart from it, so rows of one architecture and input
+(W18 and W18-SSLD) share the program:
 
     ROOT/programs/<sha256 of the program key>/{entry.json, program.stablehlo}
     ROOT/weights/<sha256 of the weights key>/{entry.json, weights.safetensors}
 
-A key names everything the entry was built from (architecture, batch size,
-preprocessing, library versions, platform and device kind; for weights the
+A key names everything the entry was built from (architecture, batch size, input
+size and normalisation, library versions, platform and device kind; for weights the
 weights file's sha256 or the demo seed). `entry.json` holds the key and the
 sha256 of the payload: an entry whose key or checksum differs, or that cannot be
 read, is removed and built again, never used. Entries appear by one directory
@@ -33,7 +33,7 @@ import time
 import uuid
 from pathlib import Path
 
-FORMAT = 1  # bump when what an entry holds changes
+FORMAT = 2  # bump when what an entry holds changes (2: the row's own input and normalisation)
 TOP_K = 5
 PROGRAM_FILE = "program.stablehlo"
 WEIGHTS_FILE = "weights.safetensors"
@@ -73,19 +73,19 @@ class Target:
         return cls(platform=platform, device_kind=device.device_kind, batch_size=batch_size)
 
 
-def program_key(arch, target):
-    """What a row's program is made from."""
-    from hrnet_keras.configs import TEST_PIPELINE
-
+def program_key(spec, target):
+    """What row `spec`'s program is made from: its architecture, and of its pipeline the
+    input size and normalisation (the decode before it happens elsewhere)."""
+    pipeline = spec.preset.pipeline
     return {
         "kind": "program",
         "format": FORMAT,
-        "arch": arch,
+        "arch": spec.preset.arch,
         "batch_size": target.batch_size,
-        "input": [TEST_PIPELINE.crop, TEST_PIPELINE.crop, 3],
+        "input": [pipeline.crop, pipeline.crop, 3],
         "top_k": TOP_K,
-        # as JSON stores it: tuples become lists
-        "preprocessing": json.loads(json.dumps(dataclasses.asdict(TEST_PIPELINE))),
+        "mean": list(pipeline.mean),
+        "std": list(pipeline.std),
         "platform": target.platform,
         "device_kind": target.device_kind,
         "versions": library_versions(),
@@ -95,18 +95,17 @@ def program_key(arch, target):
 def weights_key(spec):
     """What a row's folded weights are made from: the weights file's identity (its
     sha256) or, for `--demo`'s rows, the seed of Keras' initialisers."""
-    from hrnet_keras.configs import get_preset
-
     return {
         "kind": "weights",
         "format": FORMAT,
-        "arch": get_preset(spec.name).arch,
+        "arch": spec.preset.arch,
         "weights": spec.key,
         "versions": library_versions(),
     }
 
 
-def _digest(key):
+def digest(key):
+    """The sha256 (hex) a key is filed under."""
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -126,7 +125,7 @@ class ProgramCache:
 
     def entry(self, key):
         folder = "programs" if key["kind"] == "program" else "weights"
-        return self.root / folder / _digest(key)
+        return self.root / folder / digest(key)
 
     def read(self, key):
         """The payload path of `key`'s entry, checked; raises `CacheMiss` (with the reason
@@ -204,18 +203,18 @@ def _write_weights(path, weights):
 
 
 def build(root, specs, target):
-    """Make the missing entries of `specs` (rows of ONE architecture) for `target`:
-    the program once, the folded weights of each spec. Returns {row: {step: seconds}}.
+    """Make the missing entries of `specs` (rows of ONE program: architecture, input and
+    normalisation) for `target`: the program once, the folded weights of each spec.
+    Returns {row: {step: seconds}}.
 
     Imports Keras (JAX backend, any device: programs are lowered for `target.platform`).
     """
-    from hrnet_keras.configs import get_preset
-
     cache = ProgramCache(root)
-    arch = get_preset(specs[0].name).arch
-    pkey = program_key(arch, target)
+    pkey = program_key(specs[0], target)
+    if any(program_key(spec, target) != pkey for spec in specs):
+        raise ValueError(f"build takes rows of one program, not {[s.name for s in specs]}")
     steps = {spec.name: {} for spec in specs}
-    with cache.lock(arch):
+    with cache.lock(pkey["arch"]):
         want_program = not _present(cache, pkey)
         todo = [s for s in specs if not _present(cache, weights_key(s))]
         if not todo and not want_program:
@@ -257,6 +256,8 @@ def build(root, specs, target):
                     from_uint8=True,
                     top_k=TOP_K,
                     finite=True,
+                    mean=pkey["mean"],
+                    std=pkey["std"],
                 )
                 cache.write(pkey, PROGRAM_FILE, lambda path: path.write_bytes(program))
                 want_program = False

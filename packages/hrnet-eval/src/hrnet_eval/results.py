@@ -15,10 +15,11 @@ import io
 import json
 from pathlib import Path
 
-from hrnet_keras.configs import TEST_PIPELINE, convert_command, get_preset
+from hrnet_keras.configs import convert_command, get_preset
 from hrnet_keras.files import atomic_write
 
 CONFIG_URL = "https://github.com/open-mmlab/mmclassification/blob/master/configs/hrnet/{}"
+HUB_URL = "https://huggingface.co/{}"  # a timm row's page, from its hf:// handle
 CSV_COLUMNS = (
     "model",
     "img_size",
@@ -39,8 +40,8 @@ def merge(records):
     total = {"images": 0, "top1_hits": 0, "top5_hits": 0, "seconds": 0.0, "skipped": []}
     for record in sorted(records, key=lambda r: r["start"]):
         total["images"] += record["images"]
-        total["top1_hits"] += record["top1"]
-        total["top5_hits"] += record["top5"]
+        total["top1_hits"] += record["top1_hits"]
+        total["top5_hits"] += record["top5_hits"]
         total["seconds"] += record["seconds"]
         total["skipped"].extend(record["skipped"])
     return total
@@ -54,6 +55,7 @@ def make_row(name, records, *, backend, spec, failed=None):
     shard; it then has no accuracy (its counts cover what was scored).
     """
     preset = spec.preset
+    pipeline = preset.pipeline
     total = merge(records)
     images = total["images"]
     counted = images and not failed
@@ -70,9 +72,11 @@ def make_row(name, records, *, backend, spec, failed=None):
         "published_top5": preset.top5,
         "params": preset.params,
         "flops": preset.flops,
-        "img_size": TEST_PIPELINE.crop,
-        "crop_pct": TEST_PIPELINE.crop_pct,
-        "interpolation": TEST_PIPELINE.interpolation,
+        "family": preset.family,
+        "pipeline": pipeline.describe(),
+        "img_size": pipeline.crop,
+        "crop_pct": pipeline.crop_pct,
+        "interpolation": pipeline.interpolation,
         "backend": backend,
         "weights": spec.weights or spec.key,
         "published_weights": spec.published,
@@ -97,13 +101,18 @@ def weights_note(row):
     return f"unpublished weights, random init ({row['weights']})"
 
 
-def display_name(name):
-    """hrnet-w18-ssld -> HRNet-W18 (ssld)\\*, as in the mmclassification table."""
+def label(name):
+    """hrnet-w18-ssld -> HRNet-W18 (ssld), as in the mmclassification table; timm's rows
+    keep timm's names."""
+    if get_preset(name).family != "mmcls":
+        return name
     parts = name.split("-")
-    text = f"HRNet-{parts[1].upper()}"
-    if len(parts) > 2:
-        text += f" ({'-'.join(parts[2:])})"
-    return text + "\\*"
+    return f"HRNet-{parts[1].upper()}" + (f" ({'-'.join(parts[2:])})" if len(parts) > 2 else "")
+
+
+def display_name(name):
+    """The table's cell: `label`, with \\* (converted from the official repo) on its rows."""
+    return label(name) + ("\\*" if get_preset(name).family == "mmcls" else "")
 
 
 def _diff(measured, published):
@@ -123,13 +132,12 @@ def markdown(rows, meta):
         "# HRNet on ImageNet-1k: measured vs published",
         "",
         f"Data: `{meta['data']}` ({meta['layout']}), {meta['images']} images. "
-        f"Backend: {meta['backend']}. Test pipeline: short edge "
-        f"{TEST_PIPELINE.resize_short_edge} ({TEST_PIPELINE.interpolation}), "
-        f"center crop {TEST_PIPELINE.crop}.",
+        f"Backend: {meta['backend']}. Pipeline: each row's test pipeline, center crop / "
+        "resized short edge and interpolation; published figures at the same pipeline.",
         "",
-        "| Model | Params(M) | Flops(G) | Top-1 (%) | Top-1 measured | Top-1 diff "
+        "| Model | Params(M) | Flops(G) | Pipeline | Top-1 (%) | Top-1 measured | Top-1 diff "
         "| Top-5 (%) | Top-5 measured | Top-5 diff | Images | Config | Download |",
-        "|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|",
+        "|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|",
     ]
     for row in rows:
         preset = get_preset(row["name"])
@@ -138,11 +146,11 @@ def markdown(rows, meta):
             model += " (**unpublished weights**)"
         out.append(
             f"| {model} | {row['params'] / 1e6:.2f} | {row['flops'] / 1e9:.2f} "
-            f"| {row['published_top1']:.2f} | {_num(row['top1'])} "
+            f"| {row['pipeline']} | {row['published_top1']:.2f} | {_num(row['top1'])} "
             f"| {_diff(row['top1'], row['published_top1'])} "
             f"| {row['published_top5']:.2f} | {_num(row['top5'])} "
             f"| {_diff(row['top5'], row['published_top5'])} | {row['images']} "
-            f"| [config]({CONFIG_URL.format(preset.mmpretrain_config)}) | [model]({preset.url}) |"
+            f"| {_links(preset)} |"
         )
     out += [
         "",
@@ -172,6 +180,14 @@ def markdown(rows, meta):
                 )
         out += [f"  - `{where}`: {reason}" for _, (where, reason) in skipped]
     return "\n".join(out) + "\n"
+
+
+def _links(preset):
+    """The Config and Download cells: mmpretrain's config and checkpoint, or timm's hub page."""
+    if preset.mmpretrain_config:
+        return f"[config]({CONFIG_URL.format(preset.mmpretrain_config)}) | [model]({preset.url})"
+    page = HUB_URL.format(preset.url.removeprefix("hf://"))
+    return f"timm's pretrained_cfg | [model]({page})"
 
 
 def csv_text(rows):

@@ -7,28 +7,55 @@ The requested rows are split into groups of at most `rows_per_worker`; a worker
 takes one group (the one with the most work left per worker) and loads its rows
 one call each, concurrently; as soon as one row is ready it scores the open
 shards under the ready rows that still need them, so a shard is decoded once for
-every row that is ready in time. A row that becomes ready after its first shards
-left the window has them decoded again (counted). Each (rows, shard) call's
-per-row results go to `on_result` once. A worker that dies has its shards put
-back (its rows in front) and is replaced; a shard that loses its worker
-`max_attempts` times stops the job. A row whose logits are not all finite stops
-(named in `failed`); the other rows go on.
+every ready row of its decoding (rows with another pipeline have shards of their
+own). A row that becomes ready after its first shards left the window has them
+decoded again (counted). Each (rows, shard) call's per-row counts go to
+`on_result` once. A worker that dies has its shards put back (its rows in front)
+and is replaced; a shard that loses its worker `max_attempts` times stops the
+job. A row whose logits are not all finite stops (named in `failed`); the other
+rows go on.
 
-This module is the Ray loop (actors, calls, results, lost workers); what is left and
-who takes it is `hrnet_eval.policy`, which shards are held `hrnet_eval.window`.
+`Pool` holds the actors (start, load, replace the dead); `Scheduler` is the loop
+(window, dispatch, results). What is left and who takes it is `hrnet_eval.policy`,
+which shards are held `hrnet_eval.window`.
 """
 
-import collections
 import dataclasses
 import time
+import typing
 
-from hrnet_eval.decode import chunks, decode
+from hrnet_eval.decode import decode, decode_tasks
 from hrnet_eval.errors import ResumableError
-from hrnet_eval.images import ImageError
-from hrnet_eval.policy import Work, choose_group
-from hrnet_eval.store import Unit
-from hrnet_eval.window import DecodeWindow
+from hrnet_eval.images import Decoding, ImageError
+from hrnet_eval.policy import Shard, Work, choose_group, nonfinite_reason
+from hrnet_eval.timing import Timing
+from hrnet_eval.window import DecodeWindow, window_size
 from hrnet_eval.worker import EvalWorker
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """Where the work runs: `workers` scoring actors (Ray options, EvalWorker's keyword
+    arguments) and decode tasks (Ray options, how many at a time)."""
+
+    workers: int
+    actor_options: dict
+    worker_options: dict
+    decode_options: dict
+    decode_tasks: int
+
+
+class Call(typing.NamedTuple):
+    """A call in flight on a worker: "load" of `rows[0]`, or "score" of `shard`."""
+
+    kind: str
+    rows: tuple
+    shard: Shard = None
+
+    def __str__(self):
+        if self.kind == "load":
+            return f"loading {self.rows[0]}"
+        return f"{', '.join(self.rows)} {self.shard}"
 
 
 @dataclasses.dataclass
@@ -51,265 +78,54 @@ def one_line(exc):
     return lines[0] if lines else type(exc).__name__
 
 
-class Timing:
-    """When each row became ready and how much was scored after: where a run's time went."""
+class Pool:
+    """The scoring actors, one per `Slot`, and their calls in flight
+    ({ObjectRef: (slot, generation, Call)}); a dead actor is replaced (at most
+    2 x workers + 1 times in a run)."""
 
-    def __init__(self, rows):
-        self.rows = set(rows)
-        self.started = time.monotonic()  # when the first actor was asked for
-        self.loads = {}  # row -> its first load's result, with "ready_s" after `started`
-        self.finished_at = None  # seconds after `started` of the last result
-        self.images = 0  # images scored by this run, summed over rows
-        self.all_ready_at = None  # seconds after `started` when every row had loaded once
-        self.images_all_ready = 0  # of `images`, those scored after that
-
-    def now(self):
-        return time.monotonic() - self.started
-
-    def loaded(self, row, result):
-        self.loads.setdefault(row, {**result, "ready_s": round(self.now(), 2)})
-        if self.all_ready_at is None and self.rows <= set(self.loads):
-            self.all_ready_at = self.now()
-
-    def scored(self, images):
-        self.images += images
-        if self.all_ready_at is not None:
-            self.images_all_ready += images
-        self.finished_at = self.now()
-
-    def summary(self, window):
-        """The figures of results.json's `timing` (seconds, images x rows)."""
-        out = {
-            "images": self.images,
-            "decoded_images": window.decoded,
-            "decoded_twice": window.decoded_twice,
-        }
-        if not self.loads or self.finished_at is None:
-            return out
-        ready = [load["ready_s"] for load in self.loads.values()]
-        evaluating = self.finished_at - min(ready)
-        steady = None
-        if self.all_ready_at is not None and self.finished_at > self.all_ready_at:
-            steady = self.images_all_ready / (self.finished_at - self.all_ready_at)
-        return {
-            **out,
-            "images_per_second_all_ready": round(steady, 3) if steady else None,
-            "first_worker_ready_s": round(min(ready), 2),
-            "last_worker_ready_s": round(max(ready), 2),
-            "evaluating_s": round(evaluating, 2),
-            "images_per_second": round(self.images / evaluating, 3) if evaluating > 0 else None,
-            "row_load_seconds": {row: load["seconds"] for row, load in self.loads.items()},
-            "row_load": {
-                row: {k: load[k] for k in ("seconds", "how", "steps", "ready_s")}
-                for row, load in self.loads.items()
-            },
-        }
-
-
-class Scheduler:
-    """Runs `pending` units ({row: [Unit]}) on `workers` actors; results go to `on_result`."""
-
-    def __init__(
-        self,
-        *,
-        specs,
-        items,
-        pending,
-        groups,
-        work_per_image,
-        workers,
-        actor_options,
-        worker_options,
-        decode_options,
-        decode_tasks,
-        on_result,
-        skip_corrupt=False,
-        log=print,
-        depth=2,
-        max_attempts=3,
-        poll_seconds=1.0,
-        stall_seconds=120.0,
-    ):
-        self.specs = specs
-        self.items = items
-        self.work_per_image = work_per_image
-        self.workers = workers
-        self.actor_options = actor_options
-        self.worker_options = worker_options
-        self.decode_options = decode_options
-        self.on_result = on_result
-        self.skip_corrupt = skip_corrupt
-        self.log = log
-        self.depth = depth
-        self.max_attempts = max_attempts
-        self.max_deaths = 2 * workers + 1
-        self.poll_seconds = poll_seconds
-        self.stall_seconds = stall_seconds
-        self.work = Work(pending)
-        self.groups = [g for g in groups if any(self.work.has(row) for row in g)]
-        # Open enough shards that every decode task has work and every worker `depth` units.
-        shard_size = max((e - s for s, e in self.work.order), default=1)
-        chunks_per_shard = len(chunks(0, shard_size))
-        size = workers * depth + -(-2 * decode_tasks // chunks_per_shard)
-        self.window = DecodeWindow(size, self._decode_shard)
-        self.attempts = collections.Counter()
+    def __init__(self, remote, resources, specs, work, groups, clock, log):
+        self.remote, self.resources, self.specs = remote, resources, specs
+        self.work, self.groups, self.clock, self.log = work, groups, clock, log
+        self.work_per_image = {row: spec.preset.flops for row, spec in specs.items()}
+        self.slots = [Slot(i) for i in range(resources.workers)]
+        self.inflight = {}
         self.deaths = 0
-        self.slots = []
-        self.inflight = {}  # ObjectRef -> (slot, generation, ("load", row) | ("score", rows, key))
-        self.clock = None  # Timing, from the first actor asked for
+        self.max_deaths = 2 * resources.workers + 1
 
-    @property
-    def failed(self):
-        """{row: why it stopped} (non-finite logits)."""
-        return self.work.failed
-
-    def timing(self):
-        """Where the time went: actor start + rows loaded, then evaluation (seconds)."""
-        return self.clock.summary(self.window) if self.clock else {"images": 0}
-
-    def run(self):
-        """Dispatch until every unit is done; raises `ResumableError` or `ImageError` on a failure."""
-        import ray
-
-        concurrency = max(map(len, self.groups), default=1) + self.depth + 1
-        remote = ray.remote(EvalWorker).options(max_concurrency=concurrency, **self.actor_options)
-        self._new_actor = lambda: remote.remote(**self.worker_options)
-        self._decode = ray.remote(decode).options(**self.decode_options)
-        self.clock = Timing(row for g in self.groups for row in g if self.work.has(row))
-        try:
-            self.slots = [Slot(i) for i in range(self.workers)]
-            for slot in self.slots:
-                self._start(slot)
-            last_news = time.monotonic()
-            while self.work or any(w[0] == "score" for *_, w in self.inflight.values()):
-                self._update_window()
-                self._fill()
-                ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=self.poll_seconds)
-                for ref in ready:
-                    self._collect(ref)
-                if ready:
-                    last_news = time.monotonic()
-                elif time.monotonic() - last_news > self.stall_seconds:
-                    self.log(
-                        f"no worker has finished anything for {self.stall_seconds:.0f} s "
-                        f"({sum(bool(s.loaded) for s in self.slots)} of {self.workers} with a "
-                        "row ready); waiting for the cluster",
-                        flush=True,
-                    )
-                    last_news = time.monotonic()
-        finally:
-            for slot in self.slots:
-                if slot.actor is not None:
-                    ray.kill(slot.actor)
-            self.window.clear()
-
-    # The decode window: shards needed by ready rows first, then by rows still loading.
-
-    def _decode_shard(self, key):
-        return [self._decode.remote(self.items[s:e], self.skip_corrupt) for s, e in chunks(*key)]
-
-    def _update_window(self):
-        ready = set().union(*(s.loaded for s in self.slots))
-        loading = set().union(*(s.loading for s in self.slots))
-        self.window.update(self.work.wanted(ready, loading, self.window.size), self.work.needed)
-
-    # Which worker does what.
-
-    def _start(self, slot):
+    def start(self, slot):
         """Give `slot` a new actor and have it load the group it should take."""
-        slot.actor = self._new_actor()
+        slot.actor = self.remote.remote(**self.resources.worker_options)
         slot.group, slot.loaded, slot.loading = (), set(), set()
-        group = self._choose(slot)
+        group = self.choose(slot)
         if group is not None:
-            self._load_group(slot, group)
+            self.load_group(slot, group)
 
-    def _load_group(self, slot, group):
+    def load_group(self, slot, group):
         """Have `slot` load the rows of `group` that still have work, one call each."""
         slot.group = group
         slot.loaded &= set(group)
         rows = [row for row in group if self.work.has(row) and row not in slot.loaded]
         specs = [self.specs[row] for row in rows]
         for row in rows:
-            if row in slot.loading:
-                continue
-            slot.loading.add(row)
-            ref = slot.actor.load.remote(self.specs[row], specs)
-            self.inflight[ref] = (slot, slot.generation, ("load", row))
+            if row not in slot.loading:
+                slot.loading.add(row)
+                self.call(slot, Call("load", (row,)), slot.actor.load, self.specs[row], specs)
 
-    def _busy(self, slot, kind=None):
-        return sum(
-            1
-            for s, g, work in self.inflight.values()
-            if s is slot and g == slot.generation and (kind is None or work[0] == kind)
-        )
+    def call(self, slot, what, method, *args):
+        self.inflight[method.remote(*args)] = (slot, slot.generation, what)
 
-    def _fill(self):
-        for slot in self.slots:
-            group = self._choose(slot)
-            if group is None:
-                continue
-            if group != slot.group:  # its group ran out: take another once idle
-                if not self._busy(slot, "score"):
-                    self._load_group(slot, group)
-                continue
-            while self._busy(slot, "score") < self.depth:
-                ready = [row for row in group if row in slot.loaded]
-                send = self.work.next_send(ready, lambda key: key in self.window)
-                if send is None:
-                    break
-                key, rows = send
-                self.work.take(rows, key)
-                ref = slot.actor.score.remote(rows, *self.window.refs[key])
-                self.inflight[ref] = (slot, slot.generation, ("score", tuple(rows), key))
+    def calls(self, slot, generation=None, kind=None):
+        """The calls in flight on `slot`'s actor of `generation` (default its current)."""
+        generation = slot.generation if generation is None else generation
+        return [
+            what
+            for s, g, what in self.inflight.values()
+            if s is slot and g == generation and kind in (None, what.kind)
+        ]
 
-    def _choose(self, slot):
-        """The group this worker should work on next (None: nothing left)."""
-        held = [s.group for s in self.slots if s is not slot]
-        return choose_group(slot.group, self.groups, held, self.work, self.work_per_image)
-
-    # Results.
-
-    def _collect(self, ref):
-        import ray
-        from ray.exceptions import RayActorError, RayError, RayTaskError
-
-        slot, generation, work = self.inflight.pop(ref)
-        what = f"loading {work[1]}" if work[0] == "load" else self._describe(work)
-        try:
-            result = ray.get(ref)
-        except RayActorError as exc:
-            self._worker_lost(slot, generation, work, exc)
-            return
-        except RayTaskError as exc:
-            if isinstance(exc.cause, ImageError):
-                raise ImageError(str(exc.cause)) from None
-            raise ResumableError(f"{what} failed: {one_line(exc)}") from None
-        except RayError as exc:
-            raise ResumableError(f"{what} failed: {one_line(exc)}") from None
-        if work[0] == "load":
-            self._loaded(slot, generation, work[1], result)
-            return
-        _, rows, key = work
-        for row in rows:
-            counts = result["rows"][row]
-            if row in self.work.failed:  # sent before the row stopped
-                continue
-            if counts["nonfinite"]:
-                self._stop_row(row, key, counts["nonfinite"])
-                continue
-            record = {
-                **{k: counts[k] for k in ("images", "top1", "top5", "seconds")},
-                "names": result["names"],
-                "labels": result["labels"],
-                "top5_classes": counts["top5_classes"],
-                "skipped": result["skipped"],
-                "digests": result["digests"],
-                "worker": result["worker"],
-            }
-            self.on_result(Unit(row, *key), record)
-            self.clock.scored(key[1] - key[0])
-
-    def _loaded(self, slot, generation, row, result):
+    def loaded(self, slot, generation, row, result):
+        """`slot`'s actor of `generation` has loaded `row` (`EvalWorker.load`'s `result`);
+        it counts if the actor is still the slot's and the row in its group."""
         if generation != slot.generation:
             return
         slot.loading.discard(row)
@@ -325,51 +141,27 @@ class Scheduler:
         )
         self.clock.loaded(row, result)
 
-    def _stop_row(self, row, key, names):
-        """`row` gave non-finite logits: nothing more of it is counted or sent."""
-        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        why = (
-            f"non-finite logits (NaN or inf) in shard {key[0]:08d}-{key[1]:08d}, images {shown}: "
-            "its weights are broken; the row stopped and its results are incomplete"
-        )
-        self.work.stop(row, why)
-        self.log(f"{row}: {why}", flush=True)
+    def choose(self, slot):
+        """The group `slot` should work on next (None: nothing left)."""
+        held = [s.group for s in self.slots if s is not slot]
+        return choose_group(slot.group, self.groups, held, self.work, self.work_per_image)
 
-    def _describe(self, work):
-        _, rows, (start, end) = work
-        return f"{', '.join(rows)} shard {start:08d}-{end:08d}"
-
-    def _worker_lost(self, slot, generation, work, exc):
+    def lost(self, slot, generation, what, exc):
+        """`slot`'s actor of `generation` died during `what`: replace it (once)."""
         import ray
 
-        if work[0] == "score":
-            _, rows, key = work
-            self.attempts[key] += 1
-            if self.attempts[key] >= self.max_attempts:
-                raise ResumableError(
-                    f"{self._describe(work)} lost its worker {self.attempts[key]} times; "
-                    f"giving up (last: {one_line(exc)})."
-                )
-            self.work.put_back(rows, key)
         if generation != slot.generation:  # the death was already handled
-            if work[0] == "score":
-                self.log(f"{self._describe(work)} requeued (its worker died)", flush=True)
+            if what.kind == "score":
+                self.log(f"{what} requeued (its worker died)", flush=True)
             return
         self.deaths += 1
         if self.deaths > self.max_deaths:
             raise ResumableError(
                 f"workers died {self.deaths} times; giving up (last: {one_line(exc)})."
             )
-        if work[0] == "load":  # say the shard it was scoring, if any, beside its loads
-            work = next(
-                (
-                    w
-                    for s, g, w in self.inflight.values()
-                    if s is slot and g == generation and w[0] == "score"
-                ),
-                work,
-            )
-        doing = f"loading {work[1]}" if work[0] == "load" else f"during {self._describe(work)}"
+        if what.kind == "load":  # say the shard it was scoring, if any, beside its loads
+            what = next(iter(self.calls(slot, generation, "score")), what)
+        doing = what if what.kind == "load" else f"during {what}"
         self.log(
             f"worker {slot.index} died {doing} ({one_line(exc)}); its shards go back in "
             "the queue, starting a new worker",
@@ -377,4 +169,149 @@ class Scheduler:
         )
         ray.kill(slot.actor)
         slot.generation += 1
-        self._start(slot)
+        self.start(slot)
+
+    def report_stall(self, seconds):
+        loaded = sum(bool(s.loaded) for s in self.slots)
+        self.log(
+            f"no worker has finished anything for {seconds:.0f} s ({loaded} of "
+            f"{len(self.slots)} with a row ready); waiting for the cluster",
+            flush=True,
+        )
+
+    def kill_all(self):
+        import ray
+
+        for slot in self.slots:
+            if slot.actor is not None:
+                ray.kill(slot.actor)
+
+
+class Scheduler:
+    """Runs `pending` units ({row: [Unit]}) of `specs` ({row: ModelSpec}) with `resources`;
+    each (row, shard) scored goes to `on_result(row, shard, scored)` once, `scored` the
+    worker's `ScoredShard`."""
+
+    depth = 2  # score calls in flight per worker
+    max_attempts = 3  # workers a shard may lose
+    poll_seconds = 1.0
+    stall_seconds = 120.0  # silence before a "waiting for the cluster" line
+
+    def __init__(
+        self, *, specs, items, pending, groups, resources, on_result, skip_corrupt=False, log=print
+    ):
+        self.specs, self.items, self.resources = specs, items, resources
+        self.on_result, self.skip_corrupt, self.log = on_result, skip_corrupt, log
+        decodings = {row: Decoding.of(spec.preset.pipeline) for row, spec in specs.items()}
+        self.work = Work(pending, decodings)
+        self.groups = [g for g in groups if any(self.work.has(row) for row in g)]
+        self.pool = self.clock = self.window = None  # from `run`
+
+    @property
+    def failed(self):
+        """{row: why it stopped} (non-finite logits)."""
+        return self.work.failed
+
+    def timing(self):
+        """Where the time went: actor start + rows loaded, then evaluation (seconds)."""
+        return self.clock.summary(self.window) if self.clock else {"images": 0}
+
+    def run(self):
+        """Dispatch until every unit is done; raises `ResumableError` or `ImageError` on a failure."""
+        import ray
+
+        concurrency = max(map(len, self.groups), default=1) + self.depth + 1
+        options = dict(max_concurrency=concurrency, **self.resources.actor_options)
+        remote = ray.remote(EvalWorker).options(**options)
+        task = ray.remote(decode).options(**self.resources.decode_options)
+        shard_size = max((key.size for key in self.work.order), default=1)
+        workers, decoders = self.resources.workers, self.resources.decode_tasks
+        self.window = DecodeWindow(
+            window_size(workers, self.depth, decoders, shard_size),
+            decode_tasks(task, self.items, self.skip_corrupt),
+        )
+        self.clock = Timing(row for g in self.groups for row in g if self.work.has(row))
+        self.pool = Pool(
+            remote, self.resources, self.specs, self.work, self.groups, self.clock, self.log
+        )
+        try:
+            for slot in self.pool.slots:
+                self.pool.start(slot)
+            last_news = time.monotonic()
+            while self.work or any(w.kind == "score" for *_, w in self.pool.inflight.values()):
+                self._update_window()
+                self._fill()
+                inflight = list(self.pool.inflight)
+                ready, _ = ray.wait(inflight, num_returns=1, timeout=self.poll_seconds)
+                for ref in ready:
+                    self._collect(ref)
+                if ready or time.monotonic() - last_news > self.stall_seconds:
+                    if not ready:
+                        self.pool.report_stall(self.stall_seconds)
+                    last_news = time.monotonic()
+        finally:
+            self.pool.kill_all()
+            self.window.clear()
+
+    def _update_window(self):
+        """Shards needed by ready rows first, then by rows still loading."""
+        ready = set().union(*(s.loaded for s in self.pool.slots))
+        loading = set().union(*(s.loading for s in self.pool.slots))
+        self.window.update(self.work.wanted(ready, loading, self.window.size), self.work.needed)
+
+    def _fill(self):
+        for slot in self.pool.slots:
+            group = self.pool.choose(slot)
+            if group is None:
+                continue
+            if group != slot.group:  # its group ran out: take another once idle
+                if not self.pool.calls(slot, kind="score"):
+                    self.pool.load_group(slot, group)
+                continue
+            while len(self.pool.calls(slot, kind="score")) < self.depth:
+                ready = [row for row in group if row in slot.loaded]
+                send = self.work.next_send(ready, lambda key: key in self.window)
+                if send is None:
+                    break
+                key, rows = send
+                self.work.take(rows, key)
+                score = Call("score", tuple(rows), key)
+                self.pool.call(slot, score, slot.actor.score, rows, *self.window.refs[key])
+
+    def _collect(self, ref):
+        import ray
+        from ray.exceptions import RayActorError, RayError, RayTaskError
+
+        slot, generation, what = self.pool.inflight.pop(ref)
+        try:
+            result = ray.get(ref)
+        except RayActorError as exc:
+            if (
+                what.kind == "score"
+                and self.work.put_back(what.rows, what.shard) >= self.max_attempts
+            ):
+                raise ResumableError(
+                    f"{what} lost its worker {self.max_attempts} times; "
+                    f"giving up (last: {one_line(exc)})."
+                )
+            self.pool.lost(slot, generation, what, exc)
+            return
+        except RayTaskError as exc:
+            if isinstance(exc.cause, ImageError):
+                raise ImageError(str(exc.cause)) from None
+            raise ResumableError(f"{what} failed: {one_line(exc)}") from None
+        except RayError as exc:
+            raise ResumableError(f"{what} failed: {one_line(exc)}") from None
+        if what.kind == "load":
+            self.pool.loaded(slot, generation, what.rows[0], result)
+            return
+        for row in what.rows:
+            counts = result.rows[row]
+            if row in self.work.failed:  # sent before the row stopped
+                continue
+            if counts.nonfinite:
+                self.work.stop(row, nonfinite_reason(what.shard, counts.nonfinite))
+                self.log(f"{row}: {self.work.failed[row]}", flush=True)
+                continue
+            self.on_result(row, what.shard, result)
+            self.clock.scored(what.shard.size)

@@ -1,7 +1,11 @@
-"""Finished shards on disk: OUTPUT/shards/<model>/<start>-<end>.json, written atomically.
+"""Finished shards: what a worker returns for one, and their files on disk.
 
-A shard file is reused only if its key (model, range, data fingerprint,
-weights identity, backend) equals the key of the unit being planned.
+A worker returns a `ScoredShard` (per-row `RowCounts` beside the shard's labels,
+names and digests); each row's part is stored as
+OUTPUT/shards/<model>/<start>-<end>.json, written atomically, with the fields of
+`ScoredShard.record`. A shard file is reused only if its key (record format,
+data fingerprint, file stamp, weights identity, backend, preprocessing) equals
+the key of the unit being planned.
 """
 
 import dataclasses
@@ -9,6 +13,42 @@ import json
 from pathlib import Path
 
 from hrnet_keras.files import atomic_write
+
+RECORD_FORMAT = 2  # 2: counts named top1_hits / top5_hits (1: top1 / top5)
+
+
+@dataclasses.dataclass(frozen=True)
+class RowCounts:
+    """One row's counts on one shard: hits among `images`, worker seconds, each image's
+    top-5 classes, and the names of the images whose logits were not all finite (such a
+    shard must not be counted)."""
+
+    images: int
+    top1_hits: int
+    top5_hits: int
+    seconds: float
+    top5_classes: list
+    nonfinite: list
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoredShard:
+    """A worker's answer for one shard: {row: RowCounts}, and what the rows share (the
+    images' labels and names, those skipped, every item's digest, the worker)."""
+
+    rows: dict
+    labels: list
+    names: list
+    skipped: list
+    digests: list
+    worker: dict
+
+    def record(self, row):
+        """What the shard store keeps of `row`'s part (JSON fields)."""
+        counts = dataclasses.asdict(self.rows[row])
+        del counts["nonfinite"]  # a stored shard has none: its row would have stopped
+        shared = {f: getattr(self, f) for f in ("labels", "names", "skipped", "digests")}
+        return {**counts, **shared, "worker": self.worker}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -59,11 +59,22 @@ def check_tensors(name, path, shapes, nonfinite, weights_dir):
         )
 
 
+def is_published(preset, source, source_sha256):
+    """Whether weights converted from `source` (file name, sha256) are `preset`'s
+    published checkpoint: by the sha256 prefix of the row's file name, or for a hub row
+    the file of its repository in the Hub cache (sha256 checked against its blob name)."""
+    if source_sha256 is None:
+        return False
+    if preset.hub_repo:  # the Hub cache's folder of that repository
+        return f"models--{preset.hub_repo.replace('/', '--')}" in Path(source).parts
+    return source_sha256.startswith(preset.sha256_prefix)
+
+
 def resolve(name, weights_dir=None, *, allow_download=True):
     """The `ModelSpec` of row `name`: its NAME.weights.h5 in `weights_dir` (the
-    hrnet-keras cache by default), converting a .pth found there (sha256-checked)
-    or downloaded. `published` tells whether the weights come from the row's
-    published checkpoint, by the source sha256 the `.weights.h5` records."""
+    hrnet-keras cache by default), converting a .pth found there (sha256-checked),
+    downloaded, or (timm's rows) fetched from the Hugging Face Hub. `published` tells
+    whether the weights come from the row's published checkpoint (`is_published`)."""
     from hrnet_keras.checkpoints import CheckpointError, DownloadError, cache_dir, file_sha256
     from hrnet_keras.checkpoints.checksums import recorded_source
     from hrnet_keras.convert import ensure_converted
@@ -72,7 +83,8 @@ def resolve(name, weights_dir=None, *, allow_download=True):
     weights_dir = Path(weights_dir).expanduser().resolve() if weights_dir else cache_dir()
     converted = weights_dir / preset.keras_weights
     if not converted.is_file():
-        if not allow_download and not (weights_dir / preset.filename).is_file():
+        local = preset.hub_repo or (weights_dir / preset.filename).is_file()
+        if not allow_download and not local:
             raise WeightsError(
                 f"No weights for {name} in {weights_dir} (neither {preset.keras_weights} nor "
                 f"{preset.filename}). Get them with: {convert_command(name, weights_dir)}"
@@ -89,7 +101,7 @@ def resolve(name, weights_dir=None, *, allow_download=True):
                 f"Cannot convert the weights of {name} in {weights_dir}: {exc}"
             ) from None
     try:
-        _, source_sha256 = recorded_source(converted)
+        source, source_sha256 = recorded_source(converted)
         shapes, nonfinite = read_tensors(converted)
         if not shapes:
             raise OSError("it holds no tensors")
@@ -105,5 +117,5 @@ def resolve(name, weights_dir=None, *, allow_download=True):
         weights=str(converted),
         key="sha256:" + file_sha256(converted),
         source_sha256=source_sha256,
-        published=source_sha256 is not None and source_sha256.startswith(preset.sha256_prefix),
+        published=is_published(preset, source, source_sha256),
     )

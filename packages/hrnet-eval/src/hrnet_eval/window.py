@@ -11,8 +11,16 @@ those images.
 """
 
 
+def window_size(workers, depth, decode_tasks, shard_size):
+    """Shards to hold open so that every worker has `depth` calls to make and every decode
+    task work (two chunks each) while they wait."""
+    from hrnet_eval.decode import chunks
+
+    return workers * depth + -(-2 * decode_tasks // len(chunks(0, shard_size)))
+
+
 class DecodeWindow:
-    """Open shards ({(start, end): [ObjectRef]}), bounded by `size`."""
+    """Open shards ({Shard: [ObjectRef]}), bounded by `size`."""
 
     def __init__(self, size, open_shard):
         self.size = max(1, size)
@@ -45,10 +53,9 @@ class DecodeWindow:
                     return
                 del self.refs[spare]
             self.refs[key] = self._open_shard(key)
-            size = key[1] - key[0]
-            self.decoded += size
+            self.decoded += key.size
             if key in self.ever_opened:
-                self.decoded_twice += size
+                self.decoded_twice += key.size
             self.ever_opened.add(key)
 
     def clear(self):

@@ -6,7 +6,7 @@ function, so only uint8 pixels go to the device and five indices per image come
 back. On JAX it is a cached program (`hrnet_eval.programs`): a warm worker reads
 it from its node's cache and compiles it (JAX's persistent compilation cache),
 importing neither Keras nor TensorFlow; a missing one is built by a CPU-only
-Ray task on the same node, one per architecture, while the worker goes on. On
+Ray task on the same node, one per program, while the worker goes on. On
 TensorFlow and torch the worker builds the row itself
 (`hrnet_keras.inference.optimize_for_inference`).
 
@@ -25,10 +25,10 @@ import threading
 import time
 
 import numpy as np
-from hrnet_keras.configs import TEST_PIPELINE
 
 from hrnet_eval import programs
 from hrnet_eval.decode import join
+from hrnet_eval.store import RowCounts, ScoredShard
 
 TOP_K = programs.TOP_K
 
@@ -58,7 +58,7 @@ class EvalWorker:
         self.device = None
         self._lock = threading.Lock()  # guards the dicts and the builds below
         self._keras_lock = threading.Lock()  # Keras model building is not thread-safe
-        self._builds = {}  # (arch, weights keys) -> ObjectRef of a build task
+        self._builds = {}  # (program digest, weights keys) -> ObjectRef of a build task
         self._target = None
 
     def load(self, spec, group=None):
@@ -74,7 +74,7 @@ class EvalWorker:
             if self.specs.get(spec.name) == spec:
                 return {"row": spec.name, "seconds": 0.0, "how": "loaded", "notes": []}
         classify, how, notes, steps = self._classifier(spec, group_specs)
-        self._warm_up(classify)
+        self._warm_up(classify, spec.preset.pipeline.crop)
         with self._lock:
             self.classifiers[spec.name], self.specs[spec.name] = classify, spec
         seconds = round(time.perf_counter() - began, 2)
@@ -86,42 +86,37 @@ class EvalWorker:
         return {"row": spec.name, "seconds": seconds, "how": how, "notes": notes, "steps": steps}
 
     def score(self, rows, *chunks):
-        """Counts and top-5 classes of one shard's decoded `chunks` under each of `rows`.
-
-        Returns {"rows": {row: {images, top1, top5, top5_classes, seconds, nonfinite}},
-        "labels", "names", "skipped", "digests", "worker"}; "nonfinite" names the images whose
-        logits were not all finite (such a row's shard must not be counted). Batches
-        are zero-padded to `batch_size`, so every image goes through the same compiled
-        program whatever the shard size.
-        """
+        """The `ScoredShard` of one shard's decoded `chunks` under each of `rows` (rows
+        of one decoding). Batches are zero-padded to `batch_size`, so every image goes
+        through the same compiled program whatever the shard size."""
         missing = [row for row in rows if row not in self.classifiers]
         if missing:
             raise WorkerError(f"Worker pid {os.getpid()} has not loaded {', '.join(missing)}.")
         shard = join(chunks)
         labels, names = shard["labels"], shard["names"]
-        out = {}
+        counts = {}
         for row in rows:
             start = time.perf_counter()
             top5, finite = self.top5(row, shard["images"])
-            out[row] = {
-                "images": len(labels),
-                "top1": sum(int(t[0] == y) for t, y in zip(top5, labels)),
-                "top5": sum(int(y in t) for t, y in zip(top5, labels)),
-                "top5_classes": top5,
-                "seconds": time.perf_counter() - start,
-                "nonfinite": [name for name, ok in zip(names, finite) if not ok],
-            }
-        return {
-            "rows": out,
-            "labels": labels,
-            "names": names,
-            "skipped": shard["skipped"],
-            "digests": shard["digests"],
-            "worker": self.describe(),
-        }
+            counts[row] = RowCounts(
+                images=len(labels),
+                top1_hits=sum(int(t[0] == y) for t, y in zip(top5, labels)),
+                top5_hits=sum(int(y in t) for t, y in zip(top5, labels)),
+                seconds=time.perf_counter() - start,
+                top5_classes=top5,
+                nonfinite=[name for name, ok in zip(names, finite) if not ok],
+            )
+        return ScoredShard(
+            rows=counts,
+            labels=labels,
+            names=names,
+            skipped=shard["skipped"],
+            digests=shard["digests"],
+            worker=self.describe(),
+        )
 
     def top5(self, row, images):
-        """(top-5 class lists, finite flags) of uint8 `images` (n, 224, 224, 3) under `row`."""
+        """(top-5 class lists, finite flags) of uint8 `images` (n, crop, crop, 3) under `row`."""
         classify, n, b = self.classifiers[row], len(images), self.batch_size
         pending = []
         for start in range(0, n, b):  # dispatch every batch, then wait: transfers overlap
@@ -173,22 +168,20 @@ class EvalWorker:
         """Row `spec` from the program cache, built there first if missing."""
         import jax
 
-        from hrnet_keras.configs import get_preset
-
         with self._lock:
             if self._target is None:
                 self._target = programs.Target.current(self.batch_size)
                 self.device = f"{jax.devices()[0].platform}:{jax.devices()[0].id}"
         cache = programs.ProgramCache(self.cache_dir)
-        arch = get_preset(spec.name).arch
-        keys = (programs.program_key(arch, self._target), programs.weights_key(spec))
+        program_key = programs.program_key(spec, self._target)
+        keys = (program_key, programs.weights_key(spec))
         notes, steps, how = [], {}, "cached"
         try:
             paths = [cache.read(key) for key in keys]
         except programs.CacheMiss as miss:
             notes += [str(miss)] if str(miss) else []
-            same_arch = [s for s in group_specs if get_preset(s.name).arch == arch]
-            steps = self._build(arch, same_arch if spec in same_arch else [spec]).get(spec.name, {})
+            same = [s for s in group_specs if programs.program_key(s, self._target) == program_key]
+            steps = self._build(program_key, same if spec in same else [spec]).get(spec.name, {})
             how = "built"
             try:
                 paths = [cache.read(key) for key in keys]
@@ -204,10 +197,10 @@ class EvalWorker:
         call = jax.jit(program.call)
         return (lambda x: call(trainable, non_trainable, x)), how, notes, steps
 
-    def _build(self, arch, specs):
-        """Build the entries of `specs` (one architecture): a CPU-only Ray task on this
-        node, one per architecture and shared by the rows that wait for it; in this
-        process outside Ray. Returns {row: {step: seconds}}."""
+    def _build(self, program_key, specs):
+        """Build the entries of `specs` (rows of one program): a CPU-only Ray task on this
+        node, one per program and shared by the rows that wait for it; in this process
+        outside Ray. Returns {row: {step: seconds}}."""
         import ray
 
         if not ray.is_initialized():
@@ -215,7 +208,7 @@ class EvalWorker:
                 return programs.build(self.cache_dir, specs, self._target)
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        key = (arch, tuple(s.key for s in specs))
+        key = (programs.digest(program_key), tuple(s.key for s in specs))
         with self._lock:
             ref = self._builds.get(key)
             if ref is None:
@@ -240,19 +233,25 @@ class EvalWorker:
 
         if spec.weights is None:
             keras.utils.set_random_seed(spec.seed)
+        pipeline = spec.preset.pipeline
         model = hrnet_keras.create_model(
             spec.name,
             weights=spec.weights,
-            input_shape=(TEST_PIPELINE.crop, TEST_PIPELINE.crop, 3),
+            input_shape=(pipeline.crop, pipeline.crop, 3),
             classifier_activation=None,
         )
         self.device = _device_name(self.backend)
         return optimize_for_inference(
-            model, from_uint8=True, top_k=TOP_K, finite=True, to_numpy=False
+            model,
+            from_uint8=True,
+            top_k=TOP_K,
+            finite=True,
+            mean=pipeline.mean,
+            std=pipeline.std,
+            to_numpy=False,
         )
 
-    def _warm_up(self, classify):
-        size = TEST_PIPELINE.crop
+    def _warm_up(self, classify, size):
         batch = np.zeros((self.batch_size, size, size, 3), dtype="uint8")
         self._numpy(classify(batch)[0])
 

@@ -205,6 +205,11 @@ class Preset:
         return hash_prefix_from_name(self.filename)
 
     @property
+    def hub_repo(self):
+        """The Hugging Face Hub repository of a hub row (`hf://OWNER/NAME`), else None."""
+        return self.url.removeprefix("hf://") if self.url.startswith("hf://") else None
+
+    @property
     def keras_weights(self):
         return f"{self.name}.weights.h5"
 

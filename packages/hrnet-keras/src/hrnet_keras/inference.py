@@ -203,13 +203,14 @@ def graph_runner(model, operation_fn):
     return lambda x: model._run_through_graph(x, operation_fn=operation_fn)
 
 
-def _head(model, call, *, from_uint8, top_k, finite):
+def _head(model, call, *, from_uint8, top_k, finite, mean=None, std=None):
     """`call` (images -> outputs) wrapped with the options of `inference_function`."""
     from hrnet_keras.preprocessing import MEAN, STD
 
     channels_last = model.input.shape[-1] == 3
     shape = (3,) if channels_last else (3, 1, 1)
-    mean, std = MEAN.reshape(shape), STD.reshape(shape)
+    mean = np.asarray(MEAN if mean is None else mean, "float32").reshape(shape)
+    std = np.asarray(STD if std is None else std, "float32").reshape(shape)
 
     def body(x):
         if from_uint8:
@@ -223,7 +224,9 @@ def _head(model, call, *, from_uint8, top_k, finite):
     return body
 
 
-def inference_function(model, *, from_uint8=False, top_k=None, finite=False, to_numpy=True):
+def inference_function(
+    model, *, from_uint8=False, top_k=None, finite=False, mean=None, std=None, to_numpy=True
+):
     """`f(images) -> outputs`, the fastest forward pass this backend offers.
 
     JAX: `jax.jit` over `model.stateless_call`, the weights passed as arguments.
@@ -236,14 +239,15 @@ def inference_function(model, *, from_uint8=False, top_k=None, finite=False, to_
     the function is made.
 
     `from_uint8`: the images are 0-255 RGB (uint8 is 4x fewer bytes to move),
-    normalised with the table's mean and std inside the function. `top_k`:
+    normalised inside the function with `mean` and `std` (0-255 RGB; default the
+    table's, `hrnet_keras.preprocessing.MEAN` / `STD`). `top_k`:
     return the indices of the k largest outputs per image (int32, largest
     first) instead of the outputs. `finite`: return `(outputs, ok)`, `ok[i]` true
     where every output of image i is finite (a NaN logit has no top-k).
     `to_numpy=False` returns the backend's own tensors without waiting for them
     (convert with `keras.ops.convert_to_numpy`).
     """
-    options = dict(from_uint8=from_uint8, top_k=top_k, finite=finite)
+    options = dict(from_uint8=from_uint8, top_k=top_k, finite=finite, mean=mean, std=std)
     convert = keras.ops.convert_to_numpy if to_numpy else (lambda y: y)
 
     def out(y):

@@ -9,6 +9,7 @@ from hrnet_keras.configs import IMAGENET_CLASSES, TEST_PIPELINE
 
 RESIZE_SHORT_EDGE = TEST_PIPELINE.resize_short_edge
 CROP_SIZE = TEST_PIPELINE.crop
+INTERPOLATION = TEST_PIPELINE.interpolation
 MEAN = np.asarray(TEST_PIPELINE.mean, dtype="float32")
 STD = np.asarray(TEST_PIPELINE.std, dtype="float32")
 
@@ -23,8 +24,9 @@ below twice the limit.
 """
 
 
-def resize_short_edge(image, size=RESIZE_SHORT_EDGE):
-    """Pillow resize (the pipeline's interpolation) so the short edge is `size` (ResizeEdge)."""
+def resize_short_edge(image, size=RESIZE_SHORT_EDGE, interpolation=INTERPOLATION):
+    """Pillow resize (`interpolation`: "bilinear", "bicubic", ...) so the short edge is
+    `size` (mmpretrain's ResizeEdge)."""
     from PIL import Image
 
     w, h = image.size
@@ -34,7 +36,7 @@ def resize_short_edge(image, size=RESIZE_SHORT_EDGE):
         target = (int(size * w / h), size)
     else:
         target = (size, size)
-    return image.resize(target, Image.Resampling[TEST_PIPELINE.interpolation.upper()])
+    return image.resize(target, Image.Resampling[interpolation.upper()])
 
 
 def center_crop(array, size=CROP_SIZE):
@@ -47,12 +49,13 @@ def center_crop(array, size=CROP_SIZE):
     return array[top : top + size, left : left + size]
 
 
-def load_image(path, *, resize=RESIZE_SHORT_EDGE, crop=CROP_SIZE):
+def load_image(path, *, resize=RESIZE_SHORT_EDGE, crop=CROP_SIZE, interpolation=INTERPOLATION):
     """Read an image file as the table's test pipeline does: uint8 RGB HWC, 224x224.
 
     Decodes to the pixels the reference decode gives (`decode_rgb`: OpenCV's, through
     mmcv), resizes the short edge to 256 with Pillow (bilinear), crops the center
-    224x224 (`hrnet_keras.configs.TEST_PIPELINE`). Fails with a one-line ValueError
+    224x224 (`hrnet_keras.configs.TEST_PIPELINE`); another row's pipeline gives its own
+    `resize`, `crop` and `interpolation` (`configs.Preset.pipeline`). Fails with a one-line ValueError
     naming the file if it cannot be decoded faithfully, or if its header gives a size
     beyond the caps (more pixels than `PIL.Image.MAX_IMAGE_PIXELS`, an aspect ratio
     above `MAX_ASPECT_RATIO`).
@@ -72,7 +75,7 @@ def load_image(path, *, resize=RESIZE_SHORT_EDGE, crop=CROP_SIZE):
         raise ValueError(f"Cannot decode image {path}: {exc}") from exc
     if refusal is not None:
         raise ValueError(f"Refusing image {path}: {refusal}")
-    return center_crop(np.asarray(resize_short_edge(image, resize)), crop)
+    return center_crop(np.asarray(resize_short_edge(image, resize, interpolation)), crop)
 
 
 class Unfaithful(ValueError):
