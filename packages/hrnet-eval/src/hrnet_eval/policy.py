@@ -3,8 +3,9 @@
 A `Shard` is images [start, end) decoded one way (the rows' `Decoding`): rows of one
 decoding share it, a row with another pipeline waits for its own. `Work` holds, per
 row, the shards it has still to be sent (in data order) and, per shard, the rows
-waiting for it; a row that gives non-finite logits is stopped here. `choose_group` says which row group a worker takes, `wanted` which shards
-the decode window should hold, and `row_groups` how rows are split among workers.
+waiting for it; a row that gives non-finite logits is stopped here. `choose_group`
+says which row group a worker takes, `wanted` which shards the decode window should
+hold, and `row_groups` how rows are split among workers.
 """
 
 import bisect

@@ -24,6 +24,7 @@ TensorFlow.
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -43,8 +44,10 @@ class CacheMiss(Exception):
     """No usable entry; `str()` says why ("" where there simply is none)."""
 
 
+@functools.cache
 def library_versions():
-    """Versions of what a program is made and run with (read without importing them)."""
+    """Versions of what a program is made and run with (read without importing them, once
+    per process: every key holds them)."""
     import hrnet_keras
 
     versions = {"hrnet_keras": hrnet_keras.__version__}

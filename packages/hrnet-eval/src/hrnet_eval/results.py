@@ -186,7 +186,7 @@ def _links(preset):
     """The Config and Download cells: mmpretrain's config and checkpoint, or timm's hub page."""
     if preset.mmpretrain_config:
         return f"[config]({CONFIG_URL.format(preset.mmpretrain_config)}) | [model]({preset.url})"
-    page = HUB_URL.format(preset.url.removeprefix("hf://"))
+    page = HUB_URL.format(preset.hub_repo)
     return f"timm's pretrained_cfg | [model]({page})"
 
 
