@@ -319,7 +319,7 @@ def test_demo_runs_on_its_own_local_cluster(tmp_path):
         assert run.returncode == 0, run.stdout + run.stderr
         assert "started a local Ray cluster" in run.stdout
         assert run.stdout.count("These accuracies MEAN NOTHING") == 2  # first and last
-        assert "hrnet-w18: ready on worker 0 in" in run.stdout and f"({how})" in run.stdout
+        assert re.search(rf"hrnet-w18: ready on worker 0 in [\d.]+ s \({how}: ", run.stdout)
         assert re.search(r"timing: .* first row ready [\d.]+ s later", run.stdout), run.stdout
         document, rows = read_results(out)
         assert document["demo"] is True and rows[W18]["images"] == 8
@@ -382,17 +382,21 @@ def test_counts_from_a_cold_and_a_warm_program_cache(ray_head, image_set, tmp_pa
     cache = str(tmp_path / "cache")
     models = (W18, TIMM_ROW)
     for state, how in (("cold", "built"), ("warm", "cached")):
-        out = tmp_path / state
+        out, cold = tmp_path / state, state == "cold"
         args = job_args(image_set, out, cache, models=models, workers=1, gpus_per_worker=1)
         run = ray_head.submit(*args)
         assert run.returncode == 0, run.stdout + run.stderr
         for model in models:
             assert re.search(
-                rf"{re.escape(model)}: ready on worker 0 in [\d.]+ s \({how}\)", run.stdout
+                rf"{re.escape(model)}: ready on worker 0 in [\d.]+ s \({how}: ", run.stdout
             ), run.stdout
             assert_predictions(out, image_set, model)
         assert_counts(out, image_set, models)
         document, rows = read_results(out)
+        # what each row's load spent: a warm row only reads its program and compiles it
+        steps = {"read", "first_call"} | ({"model", "fold", "export", "waited"} if cold else set())
+        for model in models:
+            assert set(document["timing"]["row_load"][model]["steps"]) - {"imports"} == steps
         assert document["timing"]["decoded_images"] == 2 * len(image_set.names)
         assert document["timing"]["decoded_twice"] == 0
         assert [rows[m]["pipeline"] for m in models] == ["224/256 bilinear", "224/256 bicubic"]

@@ -208,7 +208,7 @@ def _write_weights(path, weights):
 def build(root, specs, target):
     """Make the missing entries of `specs` (rows of ONE program: architecture, input and
     normalisation) for `target`: the program once, the folded weights of each spec.
-    Returns {row: {step: seconds}}.
+    Returns {row: {step: seconds}} (steps: imports, model, fold, export).
 
     Imports Keras (JAX backend, any device: programs are lowered for `target.platform`).
     """
@@ -222,12 +222,14 @@ def build(root, specs, target):
         todo = [s for s in specs if not _present(cache, weights_key(s))]
         if not todo and not want_program:
             return steps
+        began = time.perf_counter()
         import keras
 
         import hrnet_keras
         from hrnet_keras.inference import export_jax_program, fold_batchnorm, fold_weights
         from hrnet_keras.loading import load_weights
 
+        steps[(todo or specs)[0].name]["imports"] = time.perf_counter() - began
         model = twin = None
         for spec in todo or specs[:1]:
             began = time.perf_counter()

@@ -134,9 +134,14 @@ class Pool:
         slot.loaded.add(row)
         for note in result.get("notes", ()):
             self.log(f"{row}: {note}", flush=True)
+        steps = " + ".join(
+            f"{step.replace('_', ' ')} {seconds:.1f}"
+            for step, seconds in result.get("steps", {}).items()
+        )
         self.log(
             f"{row}: ready on worker {slot.index} in {result['seconds']:.1f} s "
-            f"({result['how']}), {self.clock.now():.1f} s after the first worker was asked for",
+            f"({result['how']}{': ' + steps + ' s' if steps else ''}), "
+            f"{self.clock.now():.1f} s after the first worker was asked for",
             flush=True,
         )
         self.clock.loaded(row, result)

@@ -74,7 +74,10 @@ class EvalWorker:
             if self.specs.get(spec.name) == spec:
                 return {"row": spec.name, "seconds": 0.0, "how": "loaded", "notes": []}
         classify, how, notes, steps = self._classifier(spec, group_specs)
+        warm_up = time.perf_counter()
         self._warm_up(classify, spec.preset.pipeline.crop)
+        steps["first_call"] = time.perf_counter() - warm_up  # JAX: the compile
+        steps = {step: round(seconds, 2) for step, seconds in steps.items()}
         with self._lock:
             self.classifiers[spec.name], self.specs[spec.name] = classify, spec
         seconds = round(time.perf_counter() - began, 2)
@@ -181,7 +184,11 @@ class EvalWorker:
         except programs.CacheMiss as miss:
             notes += [str(miss)] if str(miss) else []
             same = [s for s in group_specs if programs.program_key(s, self._target) == program_key]
-            steps = self._build(program_key, same if spec in same else [spec]).get(spec.name, {})
+            began = time.perf_counter()
+            steps = dict(self._build(program_key, same if spec in same else [spec])[spec.name])
+            # the wait its own steps do not cover: the task's queue and process start, and
+            # for a row sharing a program, the other rows' steps
+            steps["waited"] = time.perf_counter() - began - sum(steps.values())
             how = "built"
             try:
                 paths = [cache.read(key) for key in keys]
@@ -190,10 +197,12 @@ class EvalWorker:
                     f"The program of {spec.name} was built but cannot be read from "
                     f"{self.cache_dir}: {again or 'missing'}."
                 ) from None
+        began = time.perf_counter()
         program = jax.export.deserialize(bytearray(paths[0].read_bytes()))
         trainable, non_trainable = jax.device_put(programs.read_weights(paths[1]))
         if self.private:
             shutil.rmtree(paths[1].parent, ignore_errors=True)
+        steps["read"] = time.perf_counter() - began
         call = jax.jit(program.call)
         return (lambda x: call(trainable, non_trainable, x)), how, notes, steps
 
