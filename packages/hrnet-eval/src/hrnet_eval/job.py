@@ -1,6 +1,7 @@
 """One evaluation job: data, weights, plan against the shard store, dispatch, results."""
 
 import collections
+import concurrent.futures
 import dataclasses
 import datetime
 import hashlib
@@ -193,6 +194,24 @@ def rows_per_worker(presets, sizing, nodes_memory, given=None):
     return max(1, fit)
 
 
+def resolve_all(models, config, out=print):
+    """The rows' `ModelSpec`s, their files hashed in threads (hashlib lets go of the GIL;
+    downloads and conversions still go one at a time); the first failing row in `models`'
+    order raises."""
+
+    def one(model):
+        return resolve(
+            model,
+            config.weights_dir,
+            allow_download=not config.no_download,
+            program_cache=config.compile_cache,
+            out=out,
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(min(len(models), os.cpu_count() or 1)) as pool:
+        return list(pool.map(one, models))
+
+
 def run(config, out=print):
     """Evaluate the rows of `config` (an `EvalConfig`); returns the result rows. Raises the
     package's errors (`hrnet_eval.errors.EvalError`)."""
@@ -217,9 +236,7 @@ def _run(config, output, began, out):
         specs = {m: demo.random_spec(m) for m in models}
     else:
         dataset = load_dataset(config.data, labels_file=config.labels, limit=config.limit)
-        specs = {
-            m: resolve(m, config.weights_dir, allow_download=not config.no_download) for m in models
-        }
+        specs = dict(zip(models, resolve_all(models, config, out)))
     out(f"data: {dataset.root} ({dataset.layout}), {len(dataset)} images", flush=True)
     for note in dataset.notes:
         out(f"note: {note}", flush=True)

@@ -8,6 +8,10 @@ are a safetensors file apart from it, so rows of one architecture and input
 
     ROOT/programs/<sha256 of the program key>/{entry.json, program.stablehlo}
     ROOT/weights/<sha256 of the weights key>/{entry.json, weights.safetensors}
+    ROOT/checked/<sha256 of the key>/{entry.json, tensors.json}
+
+(`checked`: the job's note that a weights file of that sha256 passed its check for
+that row, `hrnet_eval.weights.resolve`, so a warm run does not read it tensor by tensor.)
 
 A key names everything the entry was built from (architecture, batch size, input
 size and normalisation, library versions, platform and device kind; for weights the
@@ -127,7 +131,7 @@ class ProgramCache:
         self.root = Path(root)
 
     def entry(self, key):
-        folder = "programs" if key["kind"] == "program" else "weights"
+        folder = {"program": "programs", "weights": "weights", "checked": "checked"}[key["kind"]]
         return self.root / folder / digest(key)
 
     def read(self, key):
@@ -153,7 +157,8 @@ class ProgramCache:
         """Make `key`'s entry: `write(path)` writes the payload, then the entry appears
         at once (a directory rename). Another run's entry for the same key is kept."""
         entry = self.entry(key)
-        entry.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        entry.parent.mkdir(exist_ok=True, mode=0o700)
         tmp = entry.parent / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir(mode=0o700)
         try:
@@ -176,7 +181,8 @@ class ProgramCache:
         import fcntl
 
         path = self.root / "locks" / f"{name}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.parent.mkdir(exist_ok=True, mode=0o700)
         with open(path, "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:

@@ -1,12 +1,18 @@
 """Converted Keras weights per row: found in --weights-dir, else downloaded and converted."""
 
+import json
+import threading
 from pathlib import Path
 
 from hrnet_keras.configs import convert_command, get_preset
 from hrnet_keras.weight_shapes import expected_tensors, first_mismatch
 
+from hrnet_eval import programs
 from hrnet_eval.spec import ModelSpec
 from hrnet_eval.errors import EvalError
+
+CHECKED_FILE = "tensors.json"  # a checked entry's payload: how many tensors were read
+_CONVERTING = threading.Lock()
 
 
 class WeightsError(EvalError, RuntimeError):
@@ -70,14 +76,47 @@ def is_published(preset, source, source_sha256):
     return source_sha256.startswith(preset.sha256_prefix)
 
 
-def resolve(name, weights_dir=None, *, allow_download=True):
+def checked_key(name, sha256):
+    """The program cache's key of "row `name`'s weights file with these bytes passed
+    `check_tensors`": a file with other bytes has another key."""
+    import hrnet_keras
+
+    return {
+        "kind": "checked",
+        "format": programs.FORMAT,
+        "row": name,
+        "weights": f"sha256:{sha256}",
+        "hrnet_keras": hrnet_keras.__version__,
+    }
+
+
+def _was_checked(cache, key, out):
+    try:
+        return cache is not None and cache.read(key) is not None
+    except programs.CacheMiss as miss:
+        if str(miss) and out is not None:
+            out(f"note: {miss}", flush=True)
+        return False
+
+
+def _record_checked(cache, key, tensors):
+    try:
+        cache.write(key, CHECKED_FILE, lambda path: path.write_text(json.dumps(tensors)))
+    except OSError:  # a read-only cache: the next run checks the file again
+        pass
+
+
+def resolve(name, weights_dir=None, *, allow_download=True, program_cache=None, out=None):
     """The `ModelSpec` of row `name`: its NAME.weights.h5 in `weights_dir` (the
     hrnet-keras cache by default), converting a .pth found there (sha256-checked),
     downloaded, or (timm's rows) fetched from the Hugging Face Hub. `published` tells
-    whether the weights come from the row's published checkpoint (`is_published`)."""
-    from hrnet_keras.checkpoints import CheckpointError, DownloadError, cache_dir, file_sha256
+    whether the weights come from the row's published checkpoint (`is_published`).
+
+    Every tensor is read and checked (`check_tensors`) unless the program cache at
+    `program_cache` (a folder) records that a file of the same sha256 passed for this row;
+    a damaged record is removed, named through `out` (like `print`) and checked again."""
+    from hrnet_keras.checkpoints import cache_dir, file_sha256
     from hrnet_keras.checkpoints.checksums import recorded_source
-    from hrnet_keras.convert import ensure_converted
 
     preset = get_preset(name)
     weights_dir = Path(weights_dir).expanduser().resolve() if weights_dir else cache_dir()
@@ -89,8 +128,12 @@ def resolve(name, weights_dir=None, *, allow_download=True):
                 f"No weights for {name} in {weights_dir} (neither {preset.keras_weights} nor "
                 f"{preset.filename}). Get them with: {convert_command(name, weights_dir)}"
             )
+        from hrnet_keras.checkpoints import CheckpointError, DownloadError
+        from hrnet_keras.convert import ensure_converted  # imports Keras
+
         try:
-            ensure_converted(name, cache=weights_dir, allow_download=allow_download)
+            with _CONVERTING:  # one download and conversion at a time
+                ensure_converted(name, cache=weights_dir, allow_download=allow_download)
         except DownloadError as exc:
             raise WeightsError(
                 f"No weights for {name} in {weights_dir} and the download failed ({exc}). "
@@ -100,22 +143,30 @@ def resolve(name, weights_dir=None, *, allow_download=True):
             raise WeightsError(
                 f"Cannot convert the weights of {name} in {weights_dir}: {exc}"
             ) from None
+    cache = programs.ProgramCache(program_cache) if program_cache else None
+    shapes = None
     try:
+        sha256 = file_sha256(converted)
+        key = checked_key(name, sha256)
         source, source_sha256 = recorded_source(converted)
-        shapes, nonfinite = read_tensors(converted)
-        if not shapes:
-            raise OSError("it holds no tensors")
+        if not _was_checked(cache, key, out):
+            shapes, nonfinite = read_tensors(converted)
+            if not shapes:
+                raise OSError("it holds no tensors")
     except (OSError, KeyError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(
             f"{converted} is not a readable Keras weights file (truncated or corrupted? "
             f"{reason[:200]}). Convert it again: {convert_command(name, weights_dir)}"
         ) from None
-    check_tensors(name, converted, shapes, nonfinite, weights_dir)
+    if shapes is not None:
+        check_tensors(name, converted, shapes, nonfinite, weights_dir)
+        if cache is not None:
+            _record_checked(cache, key, len(shapes))
     return ModelSpec(
         name=name,
         weights=str(converted),
-        key="sha256:" + file_sha256(converted),
+        key="sha256:" + sha256,
         source_sha256=source_sha256,
         published=is_published(preset, source, source_sha256),
     )

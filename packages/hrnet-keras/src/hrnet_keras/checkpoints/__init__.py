@@ -1,7 +1,8 @@
 """Published checkpoints -> Keras weights: fetch, check, read safely, map keys, assign.
 
 This package never builds a model: it loads into the model it is given
-(`hrnet_keras.convert` and `create_model` build theirs).
+(`hrnet_keras.convert` and `create_model` build theirs). Importing it does not import
+Keras (only `load_checkpoint_into` does), so fetching and checksums stay light.
 """
 
 import dataclasses
@@ -11,7 +12,6 @@ from pathlib import Path
 from hrnet_keras.checkpoints.checksums import ChecksumError, file_sha256, verify
 from hrnet_keras.checkpoints.download import DownloadError, cache_dir, download
 from hrnet_keras.checkpoints.hub import HubError, is_hub_handle
-from hrnet_keras.checkpoints.keymap import assign_state
 from hrnet_keras.checkpoints.layouts import to_mmcls
 from hrnet_keras.checkpoints.reader import CheckpointError, read_state_dict
 from hrnet_keras.configs import get_arch, get_preset
@@ -55,6 +55,8 @@ def load_checkpoint_into(model, path, arch_name):
 
     Any known layout; a headless `model` takes the backbone (and neck) keys only.
     """
+    from hrnet_keras.checkpoints.keymap import assign_state
+
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"Checkpoint file not found: {path}")
