@@ -148,9 +148,9 @@ def main():
 
     log("cpus", os.cpu_count())  # this process never touches the GPU: the workers do
     rows = ["hrnet-w18"] if args.smoke else None
-    from hrnet_keras.configs import PRESETS
+    from hrnet_keras.configs import PRESETS, list_models
 
-    rows = rows or list(PRESETS)
+    rows = rows or list_models("mmcls")  # the rows of --all: the table
     if "data" in steps:
         began = time.perf_counter()
         common.write_jpegs(data, args.images, processes=os.cpu_count(), mixed=True)

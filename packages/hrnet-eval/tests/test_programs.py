@@ -130,3 +130,37 @@ def test_cached_program_scores_as_the_keras_model(tmp_path):
     info = again.load(spec)
     assert info["how"] == "built" and "damaged" in info["notes"][0]
     assert again.top5(spec.name, images)[0] == top5
+
+
+def test_rows_of_one_program_compile_it_once(tmp_path):
+    """W18 and W18-SSLD (one program, two weights) loaded concurrently by one worker: one
+    XLA compile between them, and each row scores with its own weights."""
+    import concurrent.futures
+
+    import jax
+
+    from hrnet_eval.worker import EvalWorker
+
+    compiles = []
+
+    def on_event(name, seconds, **kwargs):
+        if name == "/jax/core/compile/backend_compile_duration":
+            compiles.append(seconds)
+
+    ssld = ModelSpec("hrnet-w18-ssld", None, "keras-init-seed-1", seed=1)  # other weights
+    specs = [random_spec("hrnet-w18"), ssld]
+    programs.build(tmp_path, specs, programs.Target("cpu", "cpu", 4))
+    worker = EvalWorker(backend="jax", batch_size=4, cache_dir=str(tmp_path))
+    jax.monitoring.register_event_duration_secs_listener(on_event)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            loads = list(pool.map(lambda s: worker.load(s, specs), specs))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(on_event)
+    assert [info["how"] for info in loads] == ["cached", "cached"]
+    assert len(compiles) == 1, compiles
+    images = np.random.default_rng(1).integers(0, 256, (4, 224, 224, 3), dtype=np.uint8)
+    alone = EvalWorker(backend="jax", batch_size=4, cache_dir=str(tmp_path))
+    alone.load(ssld)
+    assert worker.top5(ssld.name, images) == alone.top5(ssld.name, images)
+    assert worker.top5(ssld.name, images) != worker.top5(specs[0].name, images)

@@ -11,13 +11,19 @@ TensorFlow and torch the worker builds the row itself
 (`hrnet_keras.inference.optimize_for_inference`).
 
 Rows load one call each and concurrently (a threaded actor): the scheduler
-scores shards under the rows that are ready while others still load. The worker
+scores shards under the rows that are ready while others still load. Rows of
+one program (W18 and W18-SSLD) share its compiled function, compiled once; the
+XLA compiles of programs built in this run go one at a time (concurrent ones
+contend for the node's cores and the GPU's autotuning: on an H200, nine at once
+were each ready only after ~280 s, where W18 alone compiles in 10 s), while
+programs read from the cache, whose compile is a cache hit, load concurrently. The worker
 never decodes: `score` gets a shard's decoded chunks and runs them through each
 row it is asked for, so an image decoded once serves every row. `EvalWorker`
 has no Ray import at module level: the scheduler wraps it with `ray.remote`.
 """
 
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
@@ -60,6 +66,8 @@ class EvalWorker:
         self._keras_lock = threading.Lock()  # Keras model building is not thread-safe
         self._builds = {}  # (program digest, weights keys) -> ObjectRef of a build task
         self._target = None
+        self._calls = {}  # program digest -> (jitted call, lock held over its first call)
+        self._compile_lock = threading.Lock()  # first calls of newly built programs
 
     def load(self, spec, group=None):
         """Make row `spec` ready, dropping loaded rows that are not in `group` (row names;
@@ -73,10 +81,17 @@ class EvalWorker:
                 del self.classifiers[name], self.specs[name]
             if self.specs.get(spec.name) == spec:
                 return {"row": spec.name, "seconds": 0.0, "how": "loaded", "notes": []}
-        classify, how, notes, steps = self._classifier(spec, group_specs)
+        classify, how, notes, steps, first_call_locks = self._classifier(spec, group_specs)
         warm_up = time.perf_counter()
-        self._warm_up(classify, spec.preset.pipeline.crop)
-        steps["first_call"] = time.perf_counter() - warm_up  # JAX: the compile
+        with contextlib.ExitStack() as held:
+            for lock in first_call_locks:
+                held.enter_context(lock)
+            steps["queued"] = time.perf_counter() - warm_up
+            warm_up = time.perf_counter()
+            self._warm_up(classify, spec.preset.pipeline.crop)
+            steps["first_call"] = time.perf_counter() - warm_up  # JAX: the compile
+        if steps["queued"] < 0.01:  # waited for no other compile
+            del steps["queued"]
         steps = {step: round(seconds, 2) for step, seconds in steps.items()}
         with self._lock:
             self.classifiers[spec.name], self.specs[spec.name] = classify, spec
@@ -156,7 +171,8 @@ class EvalWorker:
         return info
 
     def _classifier(self, spec, group_specs):
-        """(classify, how, notes, steps) of row `spec`, not yet run."""
+        """(classify, how, notes, steps, locks to hold over its first call) of row `spec`,
+        not yet run."""
         if spec.weights is not None and not os.path.isfile(spec.weights):
             raise WorkerError(
                 f"Weights file {spec.weights} is not readable on this worker's node: "
@@ -165,7 +181,7 @@ class EvalWorker:
         if self.backend == "jax":
             return self._cached_program(spec, group_specs)
         with self._keras_lock:
-            return self._keras_classifier(spec), "in-process", [], {}
+            return self._keras_classifier(spec), "in-process", [], {}, []
 
     def _cached_program(self, spec, group_specs):
         """Row `spec` from the program cache, built there first if missing."""
@@ -198,13 +214,21 @@ class EvalWorker:
                     f"{self.cache_dir}: {again or 'missing'}."
                 ) from None
         began = time.perf_counter()
-        program = jax.export.deserialize(bytearray(paths[0].read_bytes()))
+        digest = programs.digest(program_key)
+        with self._lock:
+            shared = self._calls.get(digest)
+        if shared is None:
+            program = jax.export.deserialize(bytearray(paths[0].read_bytes()))
+            with self._lock:
+                shared = self._calls.setdefault(digest, (jax.jit(program.call), threading.Lock()))
+        call, program_lock = shared
         trainable, non_trainable = jax.device_put(programs.read_weights(paths[1]))
         if self.private:
             shutil.rmtree(paths[1].parent, ignore_errors=True)
         steps["read"] = time.perf_counter() - began
-        call = jax.jit(program.call)
-        return (lambda x: call(trainable, non_trainable, x)), how, notes, steps
+        locks = [self._compile_lock] if how == "built" else []
+        locks.append(program_lock)  # the other rows of the program wait, then reuse it
+        return (lambda x: call(trainable, non_trainable, x)), how, notes, steps, locks
 
     def _build(self, program_key, specs):
         """Build the entries of `specs` (rows of one program): a CPU-only Ray task on this
