@@ -9,7 +9,12 @@ runs then (the driver's descendants). Variants (Ray settings as environment vari
 - default: Ray's defaults (the raylet prestarts one idle Python worker per CPU);
 - no-prestart: `RAY_enable_worker_prestart=0` (no idle workers started ahead).
 
-Rounds interleave the variants.
+Rounds interleave the variants. Each measurement then starts the JAX worker actor
+(`EvalWorker`, 1 CPU) twice, in the order of the round, and reports seconds from asking
+for it to its first reply: with its environment as a runtime_env of its own (the code
+before 2026-12-04: Ray starts a new process for it) and set by the worker itself
+(`EvalWorker(env=...)`: Ray gives it one of its idle workers). `--profile` adds where
+`connect()` spent its time (cumulative seconds of Ray's start steps, under cProfile).
 
     .venv/bin/python benchmarks/cluster_start.py [--rounds 3]
 """
@@ -31,10 +36,25 @@ import common  # noqa: E402
 VARIANTS = {"default": {}, "no-prestart": {"RAY_enable_worker_prestart": "0"}}
 CHILD = r"""
 import json, os, sys, time
-began = float(sys.argv[1])
+began, order, profile = float(sys.argv[1]), sys.argv[2].split(","), sys.argv[3] == "1"
 from hrnet_eval import cluster
+if profile:
+    import cProfile, pstats
+    profiler = cProfile.Profile()
+    profiler.enable()
 cluster.connect()
 connected = time.time() - began
+steps = {}
+if profile:
+    profiler.disable()
+    wanted = ("start_head_processes", "start_gcs_server", "start_monitor", "start_api_server",
+              "start_ray_processes", "start_raylet", "get_node", "connect", "<module>")
+    for (path, _, name), row in pstats.Stats(profiler).stats.items():
+        if name in wanted and os.sep + "ray" + os.sep in path:
+            if name == "<module>" and not path.endswith(os.path.join("ray", "__init__.py")):
+                continue
+            label = "import ray" if name == "<module>" else name
+            steps[label] = round(max(steps.get(label, 0), row[3]), 2)
 import psutil, ray
 task = ray.remote(lambda: os.getpid()).options(runtime_env={"env_vars": cluster.decode_env()})
 ray.get(task.remote())
@@ -42,18 +62,37 @@ first_task = time.time() - began
 # This cluster's processes: the driver's descendants (another cluster's are not counted).
 names = sorted(p.name() for p in psutil.Process().children(recursive=True))
 idle = sum(1 for n in names if n == "ray::IDLE")
+from hrnet_eval.worker import EvalWorker
+env = cluster.worker_env("jax", 0, None, 1)
+actor = {}
+for how in order:
+    options, kwargs = {"num_cpus": 1, "max_restarts": 0}, {"backend": "jax", "batch_size": 8}
+    if how == "runtime_env":
+        options["runtime_env"] = {"env_vars": env}
+    else:
+        kwargs["env"] = env
+    asked = time.time()
+    worker = ray.remote(EvalWorker).options(**options).remote(**kwargs)
+    ray.get(worker.describe.remote())
+    actor[how] = round(time.time() - asked, 2)
+    ray.kill(worker)
 print("RESULT " + json.dumps({"connect_s": round(connected, 2), "first_task_s": round(first_task, 2),
-                              "processes": len(names), "idle_workers": idle}))
+                              "processes": len(names), "idle_workers": idle,
+                              "actor_runtime_env_s": actor["runtime_env"],
+                              "actor_own_env_s": actor["own_env"], "connect_steps": steps}))
 ray.shutdown()
 """
 
 
-def measure(extra_env):
+def measure(extra_env, order, profile):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(extra_env)
     began = time.time()
     run = subprocess.run(
-        [sys.executable, "-c", CHILD, str(began)], env=env, capture_output=True, text=True
+        [sys.executable, "-c", CHILD, str(began), ",".join(order), str(int(profile))],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     line = next((x for x in run.stdout.splitlines() if x.startswith("RESULT ")), None)
     if run.returncode or line is None:
@@ -64,18 +103,26 @@ def measure(extra_env):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="time Ray's start steps")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "cluster_start_cpu.json")
     args = parser.parse_args()
     cpu = common.cpu_model()
     runs = {name: [] for name in VARIANTS}
     for r in range(args.rounds):
-        for name, extra in VARIANTS.items():
-            runs[name].append(measure(extra))
+        for i, (name, extra) in enumerate(VARIANTS.items()):
+            order = ["runtime_env", "own_env"][:: 1 if (r + i) % 2 == 0 else -1]
+            runs[name].append(measure(extra, order, args.profile))
             print(f"round {r + 1}: {name}: {json.dumps(runs[name][-1])}", flush=True)
     summary = {
         name: {
             key: statistics.median(x[key] for x in values)
-            for key in ("connect_s", "first_task_s", "processes")
+            for key in (
+                "connect_s",
+                "first_task_s",
+                "processes",
+                "actor_runtime_env_s",
+                "actor_own_env_s",
+            )
         }
         for name, values in runs.items()
     }

@@ -6,6 +6,8 @@ In one process tree, on the machine it runs on (made for the lent H200, 16 cores
                   classes on the host (normalise and top-5 inside the jitted function)
   CLI, W18        `python -m hrnet_eval --models hrnet-w18` on N JPEGs, local Ray cluster
   CLI, --all      `--all --limit L`
+  cluster         `cluster_start.py --profile`: the local cluster's start step by step,
+                  and the worker actor's start (own runtime_env / env set by itself)
 Each CLI run twice with one compile cache, cold (empty) then warm (that cache), with
 random weights saved as .weights.h5; reported: the whole job's wall time (process start
 to results written) and its parts (cluster, each row's load, scoring).
@@ -132,7 +134,7 @@ def main():
     parser.add_argument("--images", type=int, default=8192)
     parser.add_argument("--all-limit", type=int, default=4096)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--steps", default="data,weights,ceiling,model,cli,all")
+    parser.add_argument("--steps", default="data,weights,ceiling,model,cli,all,cluster")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (a CPU try of the script)")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
@@ -182,6 +184,16 @@ def main():
         )
         figures["model_path"] = common.child_row(["-c", code], dict(os.environ), "model path")
         log("model path", figures["model_path"])
+        save()
+    if "cluster" in steps:
+        import subprocess
+
+        out = work / "cluster_start.json"
+        command = [sys.executable, os.path.join(HERE, "cluster_start.py"), "--profile"]
+        command += ["--rounds", "2", "--out", str(out)]
+        subprocess.run(command, check=True, env={**os.environ, "KERAS_BACKEND": "jax"})
+        figures["cluster_start"] = json.loads(out.read_text())
+        log("cluster start", json.dumps(figures["cluster_start"]["median"]))
         save()
     common_argv = [
         "--data",

@@ -404,3 +404,5 @@ def test_counts_from_a_cold_and_a_warm_program_cache(ray_head, image_set, tmp_pa
         assert document["timing"]["decoded_twice"] == 0
         assert [rows[m]["pipeline"] for m in models] == ["224/256 bilinear", "224/256 bicubic"]
     assert (tmp_path / "cache" / "programs").is_dir() and (tmp_path / "cache" / "weights").is_dir()
+    # XLA's compiled code, written where the worker's own environment setting sent it
+    assert [p.name for p in (tmp_path / "cache").glob("jit_*") if p.is_file()]

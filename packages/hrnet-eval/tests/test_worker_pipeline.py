@@ -1,6 +1,9 @@
 """Decoding apart from the model, and the worker's scoring, with a stand-in model (fast)."""
 
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -182,3 +185,22 @@ def test_non_finite_logits_are_named_not_counted_as_predictions(flat_items):
     names = [i.name for i in flat_items[:5]]
     assert result.rows["hrnet-w18"].nonfinite == [names[0], names[3]]
     assert result.rows["hrnet-w30"].nonfinite == []
+
+
+def test_worker_sets_its_environment_before_any_framework(tmp_path):
+    """The actor needs no runtime_env: in a fresh process the worker module imports no
+    framework and the worker sets its environment; after a framework was imported with
+    other values it refuses, naming the variable."""
+    code = (
+        "import sys; from hrnet_eval.worker import EvalWorker, FRAMEWORKS; "
+        "assert not [m for m in FRAMEWORKS if m in sys.modules], sys.modules.keys(); "
+        "EvalWorker(backend='jax', batch_size=2, env={'HRNET_EVAL_PROBE': 'set'}); "
+        "import os; print(os.environ['HRNET_EVAL_PROBE'])"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip() == "set", run.stderr
+    import jax  # noqa: F401  (imported here: a framework already there)
+
+    EvalWorker(backend="jax", batch_size=2, env={"PATH": os.environ["PATH"]})  # unchanged: fine
+    with pytest.raises(WorkerError, match=r"imported jax.* \(HRNET_EVAL_PROBE=2\) was set"):
+        EvalWorker(backend="jax", batch_size=2, env={"HRNET_EVAL_PROBE": "2"})

@@ -246,7 +246,9 @@ def size_workers(workers, gpus_per_worker, cpus_per_worker, *, nodes, units, mem
 
 
 def worker_env(backend, gpus_per_worker, compile_cache=None, threads=None):
-    """Environment variables of a worker process.
+    """Environment variables of a worker process, which the worker sets itself before it
+    imports a framework (`EvalWorker(env=...)`): a runtime_env of the actor's own would
+    make Ray start a new process for it instead of taking one of its idle workers.
 
     CPU workers of torch and TensorFlow compute on `threads` threads, so workers
     sharing a node do not oversubscribe it. JAX has no thread-count setting for

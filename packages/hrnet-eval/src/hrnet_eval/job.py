@@ -365,13 +365,9 @@ def _dispatch(config, dataset, specs, todo, store, out, joined=False):
             "num_cpus": cpus,
             "num_gpus": gpus,
             "max_restarts": 0,
-            "runtime_env": {
-                "env_vars": cluster.worker_env(
-                    config.backend, gpus, config.compile_cache, sizing.threads
-                )
-            },
         },
-        worker_options={
+        worker_options={  # the worker sets its own environment: no runtime_env, no new process
+            "env": cluster.worker_env(config.backend, gpus, config.compile_cache, sizing.threads),
             "backend": config.backend,
             "batch_size": config.batch_size,
             "cache_dir": config.compile_cache,

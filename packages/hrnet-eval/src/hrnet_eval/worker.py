@@ -20,12 +20,16 @@ programs read from the cache, whose compile is a cache hit, load concurrently. T
 never decodes: `score` gets a shard's decoded chunks and runs them through each
 row it is asked for, so an image decoded once serves every row. `EvalWorker`
 has no Ray import at module level: the scheduler wraps it with `ray.remote`.
+It sets its own process environment (`env`) before it imports a framework, so
+the actor needs no runtime environment of its own and Ray starts it in one of
+the idle workers it keeps ready, not in a new process.
 """
 
 import atexit
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -46,7 +50,8 @@ class WorkerError(RuntimeError):
 class EvalWorker:
     """Holds the rows it has loaded; scores decoded shards under each of them."""
 
-    def __init__(self, *, backend, batch_size, cache_dir=None, builder_options=None):
+    def __init__(self, *, backend, batch_size, cache_dir=None, builder_options=None, env=None):
+        apply_env(env or {})
         os.environ.setdefault("KERAS_BACKEND", backend)
         self.backend = backend
         self.batch_size = batch_size
@@ -294,6 +299,23 @@ class EvalWorker:
         import keras
 
         return keras.ops.convert_to_numpy(tensor)
+
+
+FRAMEWORKS = ("jax", "keras", "tensorflow", "torch")  # read the environment when imported
+
+
+def apply_env(env):
+    """Set `env` in this process's environment (`hrnet_eval.cluster.worker_env`); raises
+    `WorkerError` where a framework that reads it was imported before with other values."""
+    changed = {k: v for k, v in env.items() if os.environ.get(k) != v}
+    imported = [m for m in FRAMEWORKS if m in sys.modules]
+    if changed and imported:
+        raise WorkerError(
+            f"Worker pid {os.getpid()} imported {', '.join(imported)} before its environment "
+            f"({', '.join(f'{k}={v}' for k, v in changed.items())}) was set: start the worker "
+            "in a fresh process."
+        )
+    os.environ.update(changed)
 
 
 def peak_rss_mib():
