@@ -82,21 +82,23 @@ def write_random_weights(name, weights_dir, seed=0):
 
 def run_evaluator(argv, output):
     """Run `python -m hrnet_eval ARGV --output OUTPUT` with a private local Ray cluster;
-    returns (wall seconds, results.json, log text). Exits with the log on failure."""
+    returns (wall seconds, results.json, log text: each line after the seconds since the
+    process started, as "[  12.34] line"). Exits with the log on failure."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     began = time.perf_counter()
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "hrnet_eval", *argv, "--output", str(output)],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
+    lines = [f"[{time.perf_counter() - began:8.2f}] {line.rstrip()}" for line in proc.stdout]
+    returncode = proc.wait()
     wall = time.perf_counter() - began
-    log = proc.stdout + proc.stderr
-    if proc.returncode:
-        sys.exit(
-            f"python -m hrnet_eval {' '.join(argv)} failed ({proc.returncode}):\n{log[-3000:]}"
-        )
+    log = "\n".join(lines) + "\n"
+    if returncode:
+        sys.exit(f"python -m hrnet_eval {' '.join(argv)} failed ({returncode}):\n{log[-3000:]}")
     return wall, json.loads((Path(output) / "results.json").read_text()), log
 
 

@@ -114,6 +114,7 @@ def cli(argv, output):
         "rows": rows,
         "wall_s": round(wall, 1),
         "parts": {
+            "prepare_s": timing.get("prepare_s"),
             "cluster_s": timing["connect_s"],
             "first_row_ready_s": timing["first_worker_ready_s"],
             "last_row_ready_s": timing["last_worker_ready_s"],
@@ -124,6 +125,7 @@ def cli(argv, output):
         "row_images_per_second_all_ready": rate,
         "fixed_s": round(fixed, 1),
         "extrapolated_50k_s": round(fixed + IMAGENET_VAL * rows / rate, 1),
+        "log": text.strip().splitlines()[:40],  # seconds since the process started, per line
         "log_tail": text.strip().splitlines()[-16:],
     }
 

@@ -394,12 +394,17 @@ def test_counts_from_a_cold_and_a_warm_program_cache(ray_head, image_set, tmp_pa
         assert_counts(out, image_set, models)
         document, rows = read_results(out)
         # what each row's load spent: a warm row only reads its program and compiles it
-        steps = {"read", "first_call"} | ({"model", "fold", "export", "waited"} if cold else set())
+        steps = {"read", "to_device", "first_call"}
+        steps |= {"model", "fold", "export", "waited"} if cold else set()
         for model in models:
-            # "queued": waiting for the other row's compile of their shared program
-            assert (
-                set(document["timing"]["row_load"][model]["steps"]) - {"imports", "queued"} == steps
-            )
+            # "queued": waiting for the other row's compile of their shared program;
+            # "device": JAX's start, on the worker's first row (and a row waiting for it)
+            optional = {"imports", "queued", "device"}
+            assert set(document["timing"]["row_load"][model]["steps"]) - optional == steps
+        assert "device" in set().union(
+            *(r["steps"] for r in document["timing"]["row_load"].values())
+        )
+        assert document["timing"]["prepare_s"] >= 0
         assert document["timing"]["decoded_images"] == 2 * len(image_set.names)
         assert document["timing"]["decoded_twice"] == 0
         assert [rows[m]["pipeline"] for m in models] == ["224/256 bilinear", "224/256 bicubic"]

@@ -274,7 +274,9 @@ def _run(config, output, began, out):
 
     timing, failed = {}, {}
     if todo.units_left:
+        prepared = time.monotonic() - began  # data listed, weights checked, shards planned
         timing, failed = _dispatch(config, dataset, specs, todo, store, out, joined)
+        timing = {"prepare_s": round(prepared, 2), **timing}
 
     meta = {
         "data": str(dataset.root),

@@ -190,26 +190,31 @@ class EvalWorker:
 
     def _cached_program(self, spec, group_specs):
         """Row `spec` from the program cache, built there first if missing."""
+        began = time.perf_counter()
         import jax
 
         with self._lock:
             if self._target is None:
                 self._target = programs.Target.current(self.batch_size)
                 self.device = f"{jax.devices()[0].platform}:{jax.devices()[0].id}"
+        notes, steps, how = [], {}, "cached"
+        started = time.perf_counter() - began
+        if started >= 0.01:  # importing JAX and starting its device: the worker's first row
+            steps["device"] = started
         cache = programs.ProgramCache(self.cache_dir)
         program_key = programs.program_key(spec, self._target)
         keys = (program_key, programs.weights_key(spec))
-        notes, steps, how = [], {}, "cached"
         try:
             paths = [cache.read(key) for key in keys]
         except programs.CacheMiss as miss:
             notes += [str(miss)] if str(miss) else []
             same = [s for s in group_specs if programs.program_key(s, self._target) == program_key]
             began = time.perf_counter()
-            steps = dict(self._build(program_key, same if spec in same else [spec])[spec.name])
+            built = dict(self._build(program_key, same if spec in same else [spec])[spec.name])
             # the wait its own steps do not cover: the task's queue and process start, and
             # for a row sharing a program, the other rows' steps
-            steps["waited"] = time.perf_counter() - began - sum(steps.values())
+            built["waited"] = time.perf_counter() - began - sum(built.values())
+            steps.update(built)
             how = "built"
             try:
                 paths = [cache.read(key) for key in keys]
@@ -227,10 +232,13 @@ class EvalWorker:
             with self._lock:
                 shared = self._calls.setdefault(digest, (jax.jit(program.call), threading.Lock()))
         call, program_lock = shared
-        trainable, non_trainable = jax.device_put(programs.read_weights(paths[1]))
+        weights = programs.read_weights(paths[1])
         if self.private:
             shutil.rmtree(paths[1].parent, ignore_errors=True)
         steps["read"] = time.perf_counter() - began
+        began = time.perf_counter()
+        trainable, non_trainable = jax.block_until_ready(jax.device_put(weights))
+        steps["to_device"] = time.perf_counter() - began
         locks = [self._compile_lock] if how == "built" else []
         locks.append(program_lock)  # the other rows of the program wait, then reuse it
         return (lambda x: call(trainable, non_trainable, x)), how, notes, steps, locks
