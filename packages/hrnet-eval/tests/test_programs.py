@@ -149,7 +149,14 @@ def test_rows_of_one_program_compile_it_once(tmp_path):
 
     ssld = ModelSpec("hrnet-w18-ssld", None, "keras-init-seed-1", seed=1)  # other weights
     specs = [random_spec("hrnet-w18"), ssld]
-    programs.build(tmp_path, specs, programs.Target("cpu", "cpu", 4))
+    asked = []  # the target as a worker's build task gets it: asked for after the fold
+
+    def target():
+        asked.append(True)
+        return programs.Target("cpu", "cpu", 4)
+
+    steps = programs.build(tmp_path, specs, target)
+    assert asked == [True] and {"model", "fold", "export"} <= set(steps["hrnet-w18"])
     worker = EvalWorker(backend="jax", batch_size=4, cache_dir=str(tmp_path))
     jax.monitoring.register_event_duration_secs_listener(on_event)
     try:

@@ -80,19 +80,28 @@ class Target:
         return cls(platform=platform, device_kind=device.device_kind, batch_size=batch_size)
 
 
-def program_key(spec, target):
-    """What row `spec`'s program is made from: its architecture, and of its pipeline the
-    input size and normalisation (the decode before it happens elsewhere)."""
+def architecture_key(spec):
+    """What of row `spec`'s program its row decides: its architecture, and of its pipeline
+    the input size and normalisation (the decode before it happens elsewhere). Rows of one
+    architecture key share a program on any one target."""
     pipeline = spec.preset.pipeline
     return {
-        "kind": "program",
-        "format": FORMAT,
         "arch": spec.preset.arch,
-        "batch_size": target.batch_size,
         "input": [pipeline.crop, pipeline.crop, 3],
         "top_k": TOP_K,
         "mean": list(pipeline.mean),
         "std": list(pipeline.std),
+    }
+
+
+def program_key(spec, target):
+    """What row `spec`'s program is made from: its `architecture_key`, the `target` and the
+    library versions."""
+    return {
+        "kind": "program",
+        "format": FORMAT,
+        **architecture_key(spec),
+        "batch_size": target.batch_size,
         "platform": target.platform,
         "device_kind": target.device_kind,
         "versions": library_versions(),
@@ -212,22 +221,33 @@ def _write_weights(path, weights):
 
 
 def build(root, specs, target):
-    """Make the missing entries of `specs` (rows of ONE program: architecture, input and
-    normalisation) for `target`: the program once, the folded weights of each spec.
-    Returns {row: {step: seconds}} (steps: imports, model, fold, export).
+    """Make the missing entries of `specs` (rows of ONE `architecture_key`) for `target`:
+    the program once, the folded weights of each spec. Returns {row: {step: seconds}}
+    (steps: imports, model, fold, target, export).
 
-    Imports Keras (JAX backend, any device: programs are lowered for `target.platform`).
+    `target`: a `Target`, or a callable that returns it, called once the first model is
+    folded (a worker asks for its build before its own device is up; "target" is the wait
+    for it). Imports Keras (JAX backend, any device: programs are lowered for
+    `target.platform`).
     """
     cache = ProgramCache(root)
-    pkey = program_key(specs[0], target)
-    if any(program_key(spec, target) != pkey for spec in specs):
+    arch = architecture_key(specs[0])
+    if any(architecture_key(spec) != arch for spec in specs):
         raise ValueError(f"build takes rows of one program, not {[s.name for s in specs]}")
     steps = {spec.name: {} for spec in specs}
-    with cache.lock(pkey["arch"]):
-        want_program = not _present(cache, pkey)
+
+    def resolve(row):
+        nonlocal target
+        if not isinstance(target, Target):
+            began = time.perf_counter()
+            target = target()
+            steps[row]["target"] = time.perf_counter() - began
+        return program_key(specs[0], target)
+
+    with cache.lock(arch["arch"]):
         todo = [s for s in specs if not _present(cache, weights_key(s))]
-        if not todo and not want_program:
-            return steps
+        if not todo and _present(cache, resolve(specs[0].name)):
+            return _rounded(steps)
         began = time.perf_counter()
         import keras
 
@@ -237,6 +257,7 @@ def build(root, specs, target):
 
         steps[(todo or specs)[0].name]["imports"] = time.perf_counter() - began
         model = twin = None
+        want_program = None  # known once the target is
         for spec in todo or specs[:1]:
             began = time.perf_counter()
             if spec.weights is None or model is None:
@@ -245,7 +266,7 @@ def build(root, specs, target):
                 model = hrnet_keras.create_model(
                     spec.name,
                     weights=spec.weights,
-                    input_shape=pkey["input"],
+                    input_shape=arch["input"],
                     classifier_activation=None,
                 )
             else:
@@ -257,6 +278,9 @@ def build(root, specs, target):
             else:
                 fold_weights(model, twin)
             steps[spec.name]["fold"] = time.perf_counter() - began
+            if want_program is None:
+                pkey = resolve(spec.name)
+                want_program = not _present(cache, pkey)
             began = time.perf_counter()
             weights = None
             if want_program:
@@ -267,8 +291,8 @@ def build(root, specs, target):
                     from_uint8=True,
                     top_k=TOP_K,
                     finite=True,
-                    mean=pkey["mean"],
-                    std=pkey["std"],
+                    mean=arch["mean"],
+                    std=arch["std"],
                 )
                 cache.write(pkey, PROGRAM_FILE, lambda path: path.write_bytes(program))
                 want_program = False
@@ -281,7 +305,15 @@ def build(root, specs, target):
                 key = weights_key(spec)
                 cache.write(key, WEIGHTS_FILE, lambda path: _write_weights(path, weights))
             steps[spec.name]["export"] = time.perf_counter() - began
-    return {row: {k: round(v, 2) for k, v in s.items()} for row, s in steps.items()}
+    return _rounded(steps)
+
+
+def _rounded(steps):
+    """{row: {step: seconds}} with seconds rounded; a wait for the target under 0.01 s left out."""
+    return {
+        row: {k: round(v, 2) for k, v in s.items() if k != "target" or v >= 0.01}
+        for row, s in steps.items()
+    }
 
 
 def _present(cache, key):

@@ -225,7 +225,8 @@ class Scheduler:
         """Dispatch until every unit is done; raises `ResumableError` or `ImageError` on a failure."""
         import ray
 
-        concurrency = max(map(len, self.groups), default=1) + self.depth + 1
+        # a load per row, a build task's question for the target per row, the scoring calls
+        concurrency = 2 * max(map(len, self.groups), default=1) + self.depth + 1
         options = dict(max_concurrency=concurrency, **self.resources.actor_options)
         remote = ray.remote(EvalWorker).options(**options)
         task = ray.remote(decode).options(**self.resources.decode_options)

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import typing
 
 import numpy as np
 
@@ -45,6 +46,32 @@ TOP_K = programs.TOP_K
 
 class WorkerError(RuntimeError):
     """A worker cannot do its unit (e.g. weights missing on its node)."""
+
+
+TARGET_WAIT_S = 900  # the longest a build task waits for its worker's device
+
+
+class Build(typing.NamedTuple):
+    """A build of the entries of `specs` (rows of one program) asked for at `asked`
+    (perf_counter): its Ray task's `ref`, None where it runs in this process."""
+
+    key: tuple
+    specs: list
+    ref: object
+    asked: float
+
+
+class TargetOf:
+    """A build task's target: asks the worker actor that started it, once the task needs
+    it (`programs.build` calls it after the fold)."""
+
+    def __init__(self, actor):
+        self.actor = actor
+
+    def __call__(self):
+        import ray
+
+        return ray.get(self.actor.target.remote())
 
 
 class EvalWorker:
@@ -69,8 +96,9 @@ class EvalWorker:
         self.device = None
         self._lock = threading.Lock()  # guards the dicts and the builds below
         self._keras_lock = threading.Lock()  # Keras model building is not thread-safe
-        self._builds = {}  # (program digest, weights keys) -> ObjectRef of a build task
+        self._builds = {}  # (architecture digest, weights keys) -> Build
         self._target = None
+        self._target_known = threading.Event()  # set once the device was started (or failed)
         self._calls = {}  # program digest -> (jitted call, lock held over its first call)
         self._compile_lock = threading.Lock()  # first calls of newly built programs
 
@@ -189,31 +217,47 @@ class EvalWorker:
             return self._keras_classifier(spec), "in-process", [], {}, []
 
     def _cached_program(self, spec, group_specs):
-        """Row `spec` from the program cache, built there first if missing."""
+        """Row `spec` from the program cache, built there first if missing. A row whose
+        weights entry is missing has its build asked for before JAX's device is up: the
+        builder asks this worker for its target only when it is ready to export."""
+        arch = programs.architecture_key(spec)
+        same = [s for s in group_specs if programs.architecture_key(s) == arch]
+        same = same if spec in same else [spec]
+        cache = programs.ProgramCache(self.cache_dir)
+        notes, steps, how, build = [], {}, "cached", None
+        weights_key = programs.weights_key(spec)
+        try:
+            cache.read(weights_key)
+        except programs.CacheMiss as miss:
+            notes += [str(miss)] if str(miss) else []
+            build = self._start_build(arch, same, early=True)
         began = time.perf_counter()
         import jax
 
         with self._lock:
             if self._target is None:
-                self._target = programs.Target.current(self.batch_size)
-                self.device = f"{jax.devices()[0].platform}:{jax.devices()[0].id}"
-        notes, steps, how = [], {}, "cached"
+                try:
+                    self._target = programs.Target.current(self.batch_size)
+                    self.device = f"{jax.devices()[0].platform}:{jax.devices()[0].id}"
+                finally:
+                    self._target_known.set()
         started = time.perf_counter() - began
         if started >= 0.01:  # importing JAX and starting its device: the worker's first row
             steps["device"] = started
-        cache = programs.ProgramCache(self.cache_dir)
         program_key = programs.program_key(spec, self._target)
-        keys = (program_key, programs.weights_key(spec))
+        keys = (program_key, weights_key)
         try:
+            if build is not None:
+                raise programs.CacheMiss("")  # being built already
             paths = [cache.read(key) for key in keys]
         except programs.CacheMiss as miss:
             notes += [str(miss)] if str(miss) else []
-            same = [s for s in group_specs if programs.program_key(s, self._target) == program_key]
-            began = time.perf_counter()
-            built = dict(self._build(program_key, same if spec in same else [spec])[spec.name])
+            build = build or self._start_build(arch, same)
+            built = dict(self._finish_build(build)[spec.name])
             # the wait its own steps do not cover: the task's queue and process start, and
-            # for a row sharing a program, the other rows' steps
-            built["waited"] = time.perf_counter() - began - sum(built.values())
+            # for a row sharing a program, the other rows' steps (counted from the build's
+            # start: the device starts beside an early build)
+            built["waited"] = time.perf_counter() - build.asked - sum(built.values())
             steps.update(built)
             how = "built"
             try:
@@ -243,32 +287,62 @@ class EvalWorker:
         locks.append(program_lock)  # the other rows of the program wait, then reuse it
         return (lambda x: call(trainable, non_trainable, x)), how, notes, steps, locks
 
-    def _build(self, program_key, specs):
-        """Build the entries of `specs` (rows of one program): a CPU-only Ray task on this
-        node, one per program and shared by the rows that wait for it; in this process
-        outside Ray. Returns {row: {step: seconds}}."""
+    def target(self):
+        """This worker's `programs.Target` once its device is up (its build tasks ask)."""
+        if not self._target_known.wait(TARGET_WAIT_S):
+            raise WorkerError(f"Worker pid {os.getpid()} did not start its device in time.")
+        if self._target is None:
+            raise WorkerError(f"Worker pid {os.getpid()} could not start JAX's device.")
+        return self._target
+
+    def _start_build(self, arch, specs, early=False):
+        """The `Build` of the entries of `specs` (rows of one program): a CPU-only Ray task
+        on this node, one per program and shared by the rows that wait for it; outside Ray,
+        built in this process by `_finish_build`. `early`: asked for before the device is
+        up, so the task asks this actor for the target (None outside an actor)."""
         import ray
 
-        if not ray.is_initialized():
-            with self._keras_lock:
-                return programs.build(self.cache_dir, specs, self._target)
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        key = (programs.digest(program_key), tuple(s.key for s in specs))
+        key = (programs.digest(arch), tuple(s.key for s in specs))
         with self._lock:
-            ref = self._builds.get(key)
-            if ref is None:
-                node = ray.get_runtime_context().get_node_id()
+            build = self._builds.get(key)
+            if build is not None:
+                return build
+            ref = None
+            if ray.is_initialized():
+                context = ray.get_runtime_context()
+                if early:
+                    try:
+                        target = TargetOf(context.current_actor)
+                    except RuntimeError:  # not an actor: build once the target is known
+                        return None
+                else:
+                    target = self._target
+                from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
                 task = ray.remote(programs.build).options(
                     **self.builder_options,
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(
+                        context.get_node_id(), soft=False
+                    ),
                 )
-                ref = self._builds[key] = task.remote(self.cache_dir, specs, self._target)
+                ref = task.remote(self.cache_dir, specs, target)
+            elif early:
+                return None
+            build = self._builds[key] = Build(key, specs, ref, time.perf_counter())
+            return build
+
+    def _finish_build(self, build):
+        """{row: {step: seconds}} of `build`, once done."""
+        import ray
+
         try:
-            return ray.get(ref)
+            if build.ref is None:
+                with self._keras_lock:
+                    return programs.build(self.cache_dir, build.specs, self._target)
+            return ray.get(build.ref)
         finally:
             with self._lock:
-                self._builds.pop(key, None)
+                self._builds.pop(build.key, None)
 
     def _keras_classifier(self, spec):
         """`f(uint8 batch) -> (top-5, finite)` of row `spec` built here (TF, torch)."""
