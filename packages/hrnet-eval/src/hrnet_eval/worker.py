@@ -224,10 +224,10 @@ class EvalWorker:
         same = [s for s in group_specs if programs.architecture_key(s) == arch]
         same = same if spec in same else [spec]
         cache = programs.ProgramCache(self.cache_dir)
-        notes, steps, how, build = [], {}, "cached", None
+        notes, steps, how, build, weights_path = [], {}, "cached", None, None
         weights_key = programs.weights_key(spec)
         try:
-            cache.read(weights_key)
+            weights_path = cache.read(weights_key)  # checked once: reused below
         except programs.CacheMiss as miss:
             notes += [str(miss)] if str(miss) else []
             build = self._start_build(arch, same, early=True)
@@ -247,9 +247,9 @@ class EvalWorker:
         program_key = programs.program_key(spec, self._target)
         keys = (program_key, weights_key)
         try:
-            if build is not None:
-                raise programs.CacheMiss("")  # being built already
-            paths = [cache.read(key) for key in keys]
+            if build is not None or weights_path is None:
+                raise programs.CacheMiss("")  # being built already, or to be built now
+            paths = [cache.read(program_key), weights_path]
         except programs.CacheMiss as miss:
             notes += [str(miss)] if str(miss) else []
             build = build or self._start_build(arch, same)
