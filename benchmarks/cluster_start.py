@@ -1,8 +1,8 @@
 """Benchmark: what the evaluator's private local Ray cluster costs to start.
 
 Each measurement is a fresh process that calls `hrnet_eval.cluster.connect()` (what
-`python -m hrnet_eval` does without RAY_ADDRESS), then runs one task with the decode
-tasks' runtime environment (the first work a job sends), and reports: seconds to
+`python -m hrnet_eval` does without RAY_ADDRESS), then runs one task as the decode
+tasks run (no runtime environment: in one of Ray's idle workers), and reports: seconds to
 `connect()` returned, seconds to that task's result, and the processes the cluster
 runs then (the driver's descendants). Variants (Ray settings as environment variables, `RAY_<config name>`):
 
@@ -56,7 +56,7 @@ if profile:
             label = "import ray" if name == "<module>" else name
             steps[label] = round(max(steps.get(label, 0), row[3]), 2)
 import psutil, ray
-task = ray.remote(lambda: os.getpid()).options(runtime_env={"env_vars": cluster.decode_env()})
+task = ray.remote(lambda: os.getpid())  # as the decode tasks run: in an idle worker
 ray.get(task.remote())
 first_task = time.time() - began
 # This cluster's processes: the driver's descendants (another cluster's are not counted).

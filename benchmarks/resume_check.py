@@ -42,7 +42,7 @@ def main():
     print(cluster.connect(None, num_cpus=args.cpus), flush=True)
     import ray
 
-    task = ray.remote(decode).options(num_cpus=1, runtime_env={"env_vars": cluster.decode_env()})
+    task = ray.remote(decode).options(num_cpus=1)
 
     def fresh_decode():
         refs = [task.remote(items[s:e]) for s, e in chunks(0, len(items))]

@@ -204,3 +204,34 @@ def test_worker_sets_its_environment_before_any_framework(tmp_path):
     EvalWorker(backend="jax", batch_size=2, env={"PATH": os.environ["PATH"]})  # unchanged: fine
     with pytest.raises(WorkerError, match=r"imported jax.* \(HRNET_EVAL_PROBE=2\) was set"):
         EvalWorker(backend="jax", batch_size=2, env={"HRNET_EVAL_PROBE": "2"})
+
+
+def test_decode_tasks_import_no_framework():
+    """The decode and hash tasks run without a runtime_env, in Ray's idle workers, which
+    the worker actor may take later: decoding a shard imports no framework."""
+    code = (
+        "import sys, numpy as np, PIL.Image, tempfile, os; "
+        "from hrnet_eval.decode import decode; from hrnet_eval.data import load_dataset; "
+        "from hrnet_eval.worker import FRAMEWORKS; "
+        "root = tempfile.mkdtemp(); d = os.path.join(root, 'n01440764'); os.makedirs(d); "
+        "PIL.Image.fromarray(np.zeros((300, 400, 3), 'uint8')).save(os.path.join(d, 'a.JPEG')); "
+        "out = decode(load_dataset(root).items); "
+        "print(out['images'].shape, [m for m in FRAMEWORKS if m in sys.modules])"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "(1, 224, 224, 3) []", run.stdout
+
+
+def test_worker_names_a_device_that_does_not_start():
+    """JAX's device starts on a thread of the worker's own; if it fails, the load (and a
+    build task asking for the target) gets a one-line error naming the cause."""
+    code = (
+        "from hrnet_eval.worker import EvalWorker, WorkerError; "
+        "w = EvalWorker(backend='jax', batch_size=2, env={'JAX_PLATFORMS': 'no-such-platform'})\n"
+        "try:\n    w.target()\nexcept WorkerError as e:\n    print(e)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "could not start JAX's device:" in run.stdout and "no-such-platform" in run.stdout
+    assert len(run.stdout.strip().splitlines()) == 1, run.stdout

@@ -89,16 +89,6 @@ def node_memory():
     return min(sizes, default=0.0)
 
 
-def decode_env():
-    """Environment of the decode tasks: CPU only, quiet, no framework thread pools."""
-    return {
-        "CUDA_VISIBLE_DEVICES": "",
-        "JAX_PLATFORMS": "cpu",
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "OMP_NUM_THREADS": "1",
-    }
-
-
 def builder_env():
     """Environment of the tasks that build a worker's programs: JAX on the CPU (they
     export for the worker's device, and take none of its memory), quiet."""

@@ -378,10 +378,8 @@ def _dispatch(config, dataset, specs, todo, store, out, joined=False):
                 "runtime_env": {"env_vars": cluster.builder_env()},
             },
         },
-        decode_options={
-            "num_cpus": sizing.decode_task_cpus,
-            "runtime_env": {"env_vars": cluster.decode_env()},
-        },
+        # no runtime_env: decoding imports no framework, so it runs in Ray's idle workers
+        decode_options={"num_cpus": sizing.decode_task_cpus},
         decode_tasks=sizing.decode_tasks,
     )
     scheduler = Scheduler(

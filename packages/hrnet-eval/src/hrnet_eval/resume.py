@@ -42,13 +42,11 @@ def batches(items, size=ITEMS_PER_TASK):
 
 
 def fresh_digests(items):
-    """The digest of each of `items`, hashed in parallel Ray tasks (order kept); the tasks
-    run in the decode tasks' environment, so the decode that follows reuses their processes."""
+    """The digest of each of `items`, hashed in parallel Ray tasks (order kept), in the
+    worker processes the decode tasks then use (no runtime_env)."""
     import ray
 
-    from hrnet_eval.cluster import decode_env
-
-    task = ray.remote(hash_items).options(num_cpus=1, runtime_env={"env_vars": decode_env()})
+    task = ray.remote(hash_items).options(num_cpus=1)
     parts = ray.get([task.remote(batch) for batch in batches(items)])
     return [d for part in parts for d in part]
 

@@ -22,7 +22,9 @@ row it is asked for, so an image decoded once serves every row. `EvalWorker`
 has no Ray import at module level: the scheduler wraps it with `ray.remote`.
 It sets its own process environment (`env`) before it imports a framework, so
 the actor needs no runtime environment of its own and Ray starts it in one of
-the idle workers it keeps ready, not in a new process.
+the idle workers it keeps ready, not in a new process. A JAX worker imports
+JAX and starts its device on a thread of its own from the start, while its
+first row's weights entry is checked and read.
 """
 
 import atexit
@@ -98,7 +100,10 @@ class EvalWorker:
         self._keras_lock = threading.Lock()  # Keras model building is not thread-safe
         self._builds = {}  # (architecture digest, weights keys) -> Build
         self._target = None
+        self._device_error = None
         self._target_known = threading.Event()  # set once the device was started (or failed)
+        if backend == "jax":  # JAX's import and device start overlap the first load's reads
+            threading.Thread(target=self._start_device, name="jax-device", daemon=True).start()
         self._calls = {}  # program digest -> (jitted call, lock held over its first call)
         self._compile_lock = threading.Lock()  # first calls of newly built programs
 
@@ -226,25 +231,22 @@ class EvalWorker:
         cache = programs.ProgramCache(self.cache_dir)
         notes, steps, how, build, weights_path = [], {}, "cached", None, None
         weights_key = programs.weights_key(spec)
-        try:
-            weights_path = cache.read(weights_key)  # checked once: reused below
+        began, weights = time.perf_counter(), None
+        try:  # checked and read while JAX's device starts (`_start_device`)
+            weights_path = cache.read(weights_key)
+            weights = programs.read_weights(weights_path)
+            steps["read"] = time.perf_counter() - began
         except programs.CacheMiss as miss:
             notes += [str(miss)] if str(miss) else []
             build = self._start_build(arch, same, early=True)
         began = time.perf_counter()
+        target = self.target()
+        waited = time.perf_counter() - began
+        if waited >= 0.01:  # the part of JAX's import and device start the reads left
+            steps["device"] = waited
         import jax
 
-        with self._lock:
-            if self._target is None:
-                try:
-                    self._target = programs.Target.current(self.batch_size)
-                    self.device = f"{jax.devices()[0].platform}:{jax.devices()[0].id}"
-                finally:
-                    self._target_known.set()
-        started = time.perf_counter() - began
-        if started >= 0.01:  # importing JAX and starting its device: the worker's first row
-            steps["device"] = started
-        program_key = programs.program_key(spec, self._target)
+        program_key = programs.program_key(spec, target)
         keys = (program_key, weights_key)
         try:
             if build is not None or weights_path is None:
@@ -276,10 +278,11 @@ class EvalWorker:
             with self._lock:
                 shared = self._calls.setdefault(digest, (jax.jit(program.call), threading.Lock()))
         call, program_lock = shared
-        weights = programs.read_weights(paths[1])
+        if weights is None:
+            weights = programs.read_weights(paths[1])
         if self.private:
             shutil.rmtree(paths[1].parent, ignore_errors=True)
-        steps["read"] = time.perf_counter() - began
+        steps["read"] = steps.get("read", 0.0) + time.perf_counter() - began
         began = time.perf_counter()
         trainable, non_trainable = jax.block_until_ready(jax.device_put(weights))
         steps["to_device"] = time.perf_counter() - began
@@ -292,8 +295,22 @@ class EvalWorker:
         if not self._target_known.wait(TARGET_WAIT_S):
             raise WorkerError(f"Worker pid {os.getpid()} did not start its device in time.")
         if self._target is None:
-            raise WorkerError(f"Worker pid {os.getpid()} could not start JAX's device.")
+            raise WorkerError(
+                f"Worker pid {os.getpid()} could not start JAX's device: {self._device_error}"
+            )
         return self._target
+
+    def _start_device(self):
+        """Import JAX and start its first device (a thread of `__init__`): sets the target."""
+        try:
+            import jax
+
+            self._target = programs.Target.current(self.batch_size)
+            self.device = f"{jax.devices()[0].platform}:{jax.devices()[0].id}"
+        except Exception as exc:  # reported by `target()`, to the load and the build tasks
+            self._device_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._target_known.set()
 
     def _start_build(self, arch, specs, early=False):
         """The `Build` of the entries of `specs` (rows of one program): a CPU-only Ray task
