@@ -13,7 +13,8 @@ Rounds interleave the variants. Each measurement then starts the JAX worker acto
 (`EvalWorker`, 1 CPU) twice, in the order of the round, and reports seconds from asking
 for it to its first reply: with its environment as a runtime_env of its own (the code
 before 2026-12-04: Ray starts a new process for it) and set by the worker itself
-(`EvalWorker(env=...)`: Ray gives it one of its idle workers). `--profile` adds where
+(`EvalWorker(env=...)`: Ray gives it one of its idle workers), and a decode task
+again, plain (now) and with the decode tasks' runtime_env of before 2026-12-05. `--profile` adds where
 `connect()` spent its time (cumulative seconds of Ray's start steps, under cProfile).
 
     .venv/bin/python benchmarks/cluster_start.py [--rounds 3]
@@ -62,6 +63,16 @@ first_task = time.time() - began
 # This cluster's processes: the driver's descendants (another cluster's are not counted).
 names = sorted(p.name() for p in psutil.Process().children(recursive=True))
 idle = sum(1 for n in names if n == "ray::IDLE")
+# A decode task again, plain and with the runtime_env the decode tasks had before
+# 2026-12-05 (for which Ray starts a new process): seconds from asking to its result.
+old_decode_env = {"CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu",
+                  "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
+decode = {}
+for how in order:
+    remote = task.options(runtime_env={"env_vars": old_decode_env}) if how == "runtime_env" else task
+    asked = time.time()
+    ray.get(remote.remote())
+    decode[how] = round(time.time() - asked, 2)
 from hrnet_eval.worker import EvalWorker
 env = cluster.worker_env("jax", 0, None, 1)
 actor = {}
@@ -79,7 +90,9 @@ for how in order:
 print("RESULT " + json.dumps({"connect_s": round(connected, 2), "first_task_s": round(first_task, 2),
                               "processes": len(names), "idle_workers": idle,
                               "actor_runtime_env_s": actor["runtime_env"],
-                              "actor_own_env_s": actor["own_env"], "connect_steps": steps}))
+                              "actor_own_env_s": actor["own_env"],
+                              "decode_task_runtime_env_s": decode["runtime_env"],
+                              "decode_task_plain_s": decode["own_env"], "connect_steps": steps}))
 ray.shutdown()
 """
 
@@ -122,6 +135,8 @@ def main():
                 "processes",
                 "actor_runtime_env_s",
                 "actor_own_env_s",
+                "decode_task_runtime_env_s",
+                "decode_task_plain_s",
             )
         }
         for name, values in runs.items()
