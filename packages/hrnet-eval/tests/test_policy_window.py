@@ -89,3 +89,25 @@ def test_a_shard_counts_the_workers_it_lost_and_names_nonfinite_images():
     why = nonfinite_reason(Shard(0, 4), ["a.JPEG", "b.JPEG", "c.JPEG", "d.JPEG"])
     assert why.startswith("non-finite logits (NaN or inf) in shard 00000000-00000004, images ")
     assert "a.JPEG, b.JPEG, c.JPEG and 1 more" in why
+
+
+def test_shards_rows_still_loading_need_stay_decoded_while_they_fit():
+    """A scores every shard while B compiles; B, ready after, decodes nothing again."""
+    for hold, twice in ((16, 0), (8, 4)):
+        w, opened = work(), []
+        window = DecodeWindow(1, lambda key: opened.append(key) or [key], hold=hold)
+        while w.has(A):  # A ready, B loading: one shard ahead, sent as soon as it is open
+            window.update(w.wanted({A}, {B}, window.size), w.needed)
+            key, rows = w.next_send([A], lambda key: key in window)
+            w.take(rows, key)
+        # B needs 3 of the 4 shards (12 images): all held under 16; under 8, (8, 12) made
+        # room for (12, 16), which A needed then
+        held = {Shard(4, 8), Shard(8, 12), Shard(12, 16)} - ({Shard(8, 12)} if twice else set())
+        assert set(window.refs) == held
+        while w.has(B):
+            window.update(w.wanted({A, B}, set(), window.size), w.needed)
+            key, rows = w.next_send([A, B], lambda key: key in window)
+            w.take(rows, key)
+        assert window.decoded_twice == twice and window.decoded == 16 + twice
+        window.update(w.wanted({A, B}, set(), window.size), w.needed)
+        assert not window.refs  # nobody needs anything: all closed

@@ -8,8 +8,9 @@ takes one group (the one with the most work left per worker) and loads its rows
 one call each, concurrently; as soon as one row is ready it scores the open
 shards under the ready rows that still need them, so a shard is decoded once for
 every ready row of its decoding (rows with another pipeline have shards of their
-own). A row that becomes ready after its first shards left the window has them
-decoded again (counted). Each (rows, shard) call's per-row counts go to
+own). Shards that rows still loading need stay decoded while half of the object
+store holds them; a row that becomes ready after its first shards left the window
+has them decoded again (counted). Each (rows, shard) call's per-row counts go to
 `on_result` once. A worker that dies has its shards put back (its rows in front)
 and is replaced; a shard that loses its worker `max_attempts` times stops the
 job. A row whose logits are not all finite stops (named in `failed`); the other
@@ -29,7 +30,7 @@ from hrnet_eval.errors import ResumableError
 from hrnet_eval.images import Decoding, ImageError
 from hrnet_eval.policy import Shard, Work, choose_group, nonfinite_reason
 from hrnet_eval.timing import Timing
-from hrnet_eval.window import DecodeWindow, window_size
+from hrnet_eval.window import DecodeWindow, hold_images, window_size
 from hrnet_eval.worker import EvalWorker
 
 
@@ -232,9 +233,18 @@ class Scheduler:
         task = ray.remote(decode).options(**self.resources.decode_options)
         shard_size = max((key.size for key in self.work.order), default=1)
         workers, decoders = self.resources.workers, self.resources.decode_tasks
+        crop = max((key.decoding.crop for key in self.work.order), default=1)
+        store_bytes = ray.cluster_resources().get("object_store_memory", 0)
         self.window = DecodeWindow(
             window_size(workers, self.depth, decoders, shard_size),
             decode_tasks(task, self.items, self.skip_corrupt),
+            hold=hold_images(store_bytes, crop),
+        )
+        self.log(
+            f"decode window: {self.window.size} shard(s) ahead; shards that rows still "
+            f"loading need stay decoded up to {self.window.hold} images "
+            f"(half of the object store's {store_bytes / 2**30:.1f} GiB)",
+            flush=True,
         )
         self.clock = Timing(row for g in self.groups for row in g if self.work.has(row))
         self.pool = Pool(
