@@ -141,7 +141,7 @@ def main():
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     if args.smoke:
-        args.images, args.all_limit, args.batch_size = 32, 16, 8
+        args.images, args.all_limit, args.batch_size = 128, 128, 8
     steps = args.steps.split(",")
     work = Path(args.work)
     data, weights = work / "val", work / "weights"
@@ -151,7 +151,7 @@ def main():
         common.write_json(args.json, **figures)
 
     log("cpus", os.cpu_count())  # this process never touches the GPU: the workers do
-    rows = ["hrnet-w18"] if args.smoke else None
+    rows = ["hrnet-w18", "hrnet-w30"] if args.smoke else None
     from hrnet_keras.configs import PRESETS, list_models
 
     rows = rows or list_models("mmcls")  # the rows of --all: the table
@@ -209,8 +209,11 @@ def main():
         "5",
     ]
     runs = {"cli": ["--models", "hrnet-w18"], "all": ["--all", "--limit", str(args.all_limit)]}
-    if args.smoke:
+    if args.smoke:  # W18 on 32 images; for --all, two rows of two programs (ready one after
+        # another) on 16 shards, so W18 is past the decode window before W30 is ready
+        runs["cli"] += ["--limit", "32"]
         runs["all"] = ["--models", ",".join(rows), "--limit", str(args.all_limit)]
+        runs["all"] += ["--shard-size", "8"]
     for step, which in runs.items():
         if step not in steps:
             continue
