@@ -127,3 +127,32 @@ def test_folded_model_saves_and_loads_as_plain_keras(tmp_path):
     want = keras.ops.convert_to_numpy(model(x, training=False))
     got = keras.ops.convert_to_numpy(loaded(x, training=False))
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("name", ["hrnet-w18", "hrnet_w18_small_v2.gluon_in1k"])
+def test_folded_model_is_the_twin_fold_batchnorm_makes(name):
+    from hrnet_keras.inference import fold_weights, folded_model
+
+    keras.utils.set_random_seed(5)
+    model = create_model(name, input_shape=(64, 64, 3), classifier_activation=None)
+    for layer in model.layers:  # BatchNorm statistics of a trained model, not the defaults
+        if isinstance(layer, keras.layers.BatchNormalization):
+            rng = np.random.default_rng(len(layer.name))
+            layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape))
+            layer.moving_variance.assign(rng.uniform(0.5, 2, layer.moving_variance.shape))
+    clone = fold_batchnorm(model)
+    twin = folded_model(name, input_shape=(64, 64, 3), classifier_activation=None)
+    assert [(type(a), a.name) for a in twin.layers] == [(type(b), b.name) for b in clone.layers]
+    fold_weights(model, twin)
+    for a, b in zip(twin.weights, clone.weights):
+        assert a.path == b.path and np.array_equal(a.numpy(), b.numpy())
+    x = np.random.default_rng(5).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    want = keras.ops.convert_to_numpy(model(x, training=False))
+    got = keras.ops.convert_to_numpy(twin(x, training=False))
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    # the folded build ends with its block: the next model is the usual one
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in create_model(
+        name, include_top=False, input_shape=(64, 64, 3)
+    ).layers)
+    with pytest.raises(ValueError, match="fold_weights"):
+        folded_model(name, weights="imagenet")

@@ -252,7 +252,7 @@ def build(root, specs, target):
         import keras
 
         import hrnet_keras
-        from hrnet_keras.inference import export_jax_program, fold_batchnorm, fold_weights
+        from hrnet_keras.inference import export_jax_program, fold_weights, folded_model
         from hrnet_keras.loading import load_weights
 
         steps[(todo or specs)[0].name]["imports"] = time.perf_counter() - began
@@ -273,10 +273,11 @@ def build(root, specs, target):
                 load_weights(model, spec.weights, spec.name)
             steps[spec.name]["model"] = time.perf_counter() - began
             began = time.perf_counter()
-            if twin is None:
-                twin = fold_batchnorm(model)
-            else:
-                fold_weights(model, twin)
+            if twin is None:  # built folded: no clone of the model
+                twin = folded_model(
+                    spec.name, input_shape=arch["input"], classifier_activation=None
+                )
+            fold_weights(model, twin)
             steps[spec.name]["fold"] = time.perf_counter() - began
             if want_program is None:
                 pkey = resolve(spec.name)

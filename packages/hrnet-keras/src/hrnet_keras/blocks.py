@@ -7,6 +7,9 @@ parameter names): `backbone.stage2.0.branches.1.3.conv2` is the layer
 map from layer name to tensor names (`torch_prefix`).
 """
 
+import contextlib
+import contextvars
+
 import keras
 from keras import layers
 
@@ -15,6 +18,7 @@ from hrnet_keras.initializers import NUMPY_CONV_INIT
 
 
 SEPARATOR = "__"
+_FOLDED = contextvars.ContextVar("hrnet_keras_folded", default=False)
 
 
 def layer_name(torch_prefix):
@@ -46,12 +50,24 @@ def channel_axis():
     return -1 if keras.config.image_data_format() == "channels_last" else 1
 
 
+@contextlib.contextmanager
+def folded():
+    """Inside, `conv_bn` builds each pair already folded: a conv with a bias, then a
+    `keras.layers.Identity` named as its BatchNorm (the layers `fold_batchnorm` makes)."""
+    token = _FOLDED.set(True)
+    try:
+        yield
+    finally:
+        _FOLDED.reset(token)
+
+
 def conv_bn(x, filters, kernel_size, *, conv, bn, strides=1, relu=True):
     """Conv (no bias) + BatchNorm (+ ReLU), padded like torch's `padding=k//2`.
 
     Keras' `padding="same"` pads bottom/right only for stride 2, so stride-2
     convs pad one pixel on every side explicitly and run `valid`. `bn` must be
     `batchnorm_name(conv)`: the pair is known by its names (BatchNorm folding).
+    Under `folded()`: conv with a bias + Identity.
     """
     if bn != batchnorm_name(conv):
         raise ValueError(f"conv_bn: BatchNorm {bn!r} is not batchnorm_name({conv!r})")
@@ -64,13 +80,16 @@ def conv_bn(x, filters, kernel_size, *, conv, bn, strides=1, relu=True):
         kernel_size,
         strides=strides,
         padding=padding,
-        use_bias=False,
+        use_bias=_FOLDED.get(),
         kernel_initializer=NUMPY_CONV_INIT,
         name=layer_name(conv),
     )(x)
-    x = layers.BatchNormalization(
-        axis=channel_axis(), epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=layer_name(bn)
-    )(x)
+    if _FOLDED.get():
+        x = layers.Identity(name=layer_name(bn))(x)
+    else:
+        x = layers.BatchNormalization(
+            axis=channel_axis(), epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=layer_name(bn)
+        )(x)
     if relu:
         x = layers.ReLU(name=layer_name(f"{bn}.relu"))(x)
     return x

@@ -3,7 +3,8 @@
 `fold_batchnorm(model)` returns a twin in which every BatchNorm that follows a
 Conv2D is folded into that conv (kernel scaled per output channel, a bias
 added) and replaced by `keras.layers.Identity`: fewer ops per image, the same logits up
-to float rounding. With `data_format="channels_first"` the twin also computes
+to float rounding. `folded_model(name)` builds that twin of an HRNet directly, for
+`fold_weights(model, twin)` to fill. With `data_format="channels_first"` the twin also computes
 in NCHW inside (its input and output stay those of `model`), which spares the
 torch backend a layout permute around every conv. Fold after loading weights;
 the twin is inference-only.
@@ -126,6 +127,20 @@ def fold_batchnorm(model, data_format=None):
 
     fold_weights(model, twin)
     return twin
+
+
+def folded_model(name, **kwargs):
+    """The twin that `fold_batchnorm` makes of `create_model(name, **kwargs)`, built
+    directly: each conv with a bias, each of its BatchNorms an Identity of the same name,
+    in the model's own layout, no clone. Without weights: set it to a model's with
+    `fold_weights(model, twin)`."""
+    from hrnet_keras import blocks
+    from hrnet_keras.model import create_model
+
+    if kwargs.get("weights") is not None:
+        raise ValueError("folded_model builds without weights; set them with fold_weights")
+    with blocks.folded():
+        return create_model(name, **kwargs)
 
 
 def fold_weights(model, twin):
