@@ -14,7 +14,9 @@ Rounds interleave the variants. Each measurement then starts the JAX worker acto
 for it to its first reply: with its environment as a runtime_env of its own (the code
 before 2026-12-04: Ray starts a new process for it) and set by the worker itself
 (`EvalWorker(env=...)`: Ray gives it one of its idle workers), and a decode task
-again, plain (now) and with the decode tasks' runtime_env of before 2026-12-05. `--profile` adds where
+again, plain (now) and with the decode tasks' runtime_env of before 2026-12-05, and a build
+task's start, with the builder's runtime_env (before 2026-12-06) and setting its environment
+itself with `max_calls=1` (now). `--profile` adds where
 `connect()` spent its time (cumulative seconds of Ray's start steps, under cProfile).
 
     .venv/bin/python benchmarks/cluster_start.py [--rounds 3]
@@ -73,6 +75,27 @@ for how in order:
     asked = time.time()
     ray.get(remote.remote())
     decode[how] = round(time.time() - asked, 2)
+# A build task (up to its first line of work): with the builder's environment as a
+# runtime_env (before 2026-12-06) and as the build task now takes it (set by the task
+# itself, max_calls=1); "idle_pid": whether Ray ran it in one of its idle workers.
+from hrnet_eval.worker import apply_env
+idle_pids = {p.pid for p in psutil.Process().children(recursive=True) if p.name() == "ray::IDLE"}
+def build_probe(env):
+    apply_env(env)
+    return os.getpid()
+probe = ray.remote(build_probe)
+probe_once = ray.remote(max_calls=1)(build_probe)
+build = {}
+for how in order:
+    if how == "runtime_env":
+        remote = probe.options(num_cpus=1, runtime_env={"env_vars": cluster.builder_env()})
+        args = ({},)
+    else:
+        remote, args = probe_once.options(num_cpus=1), (cluster.builder_env(),)
+    asked = time.time()
+    pid = ray.get(remote.remote(*args))
+    build[how] = round(time.time() - asked, 2)
+    build[how + "_idle_pid"] = pid in idle_pids
 from hrnet_eval.worker import EvalWorker
 env = cluster.worker_env("jax", 0, None, 1)
 actor = {}
@@ -92,7 +115,11 @@ print("RESULT " + json.dumps({"connect_s": round(connected, 2), "first_task_s": 
                               "actor_runtime_env_s": actor["runtime_env"],
                               "actor_own_env_s": actor["own_env"],
                               "decode_task_runtime_env_s": decode["runtime_env"],
-                              "decode_task_plain_s": decode["own_env"], "connect_steps": steps}))
+                              "decode_task_plain_s": decode["own_env"],
+                              "build_task_runtime_env_s": build["runtime_env"],
+                              "build_task_own_env_s": build["own_env"],
+                              "build_task_own_env_in_idle_worker": build["own_env_idle_pid"],
+                              "connect_steps": steps}))
 ray.shutdown()
 """
 
@@ -137,6 +164,8 @@ def main():
                 "actor_own_env_s",
                 "decode_task_runtime_env_s",
                 "decode_task_plain_s",
+                "build_task_runtime_env_s",
+                "build_task_own_env_s",
             )
         }
         for name, values in runs.items()

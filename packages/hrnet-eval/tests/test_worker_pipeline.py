@@ -206,6 +206,20 @@ def test_worker_sets_its_environment_before_any_framework(tmp_path):
         EvalWorker(backend="jax", batch_size=2, env={"HRNET_EVAL_PROBE": "2"})
 
 
+def test_build_tasks_set_their_environment_before_jax():
+    """A build task has no runtime_env either: it sets JAX on the CPU itself, before `build`
+    imports JAX (the programs module imports no framework)."""
+    code = (
+        "import os, sys; import hrnet_eval.programs as p; from hrnet_eval.worker import FRAMEWORKS; "
+        "assert not [m for m in FRAMEWORKS if m in sys.modules]; "
+        "p.build = lambda *args: (os.environ['HRNET_EVAL_PROBE'], args); "
+        "print(p.build_task({'HRNET_EVAL_PROBE': 'set'}, 'root', ['spec'], 'target'))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "('set', ('root', ['spec'], 'target'))", run.stdout
+
+
 def test_decode_tasks_import_no_framework():
     """The decode and hash tasks run without a runtime_env, in Ray's idle workers, which
     the worker actor may take later: decoding a shard imports no framework."""

@@ -373,10 +373,9 @@ def _dispatch(config, dataset, specs, todo, store, out, joined=False):
             "backend": config.backend,
             "batch_size": config.batch_size,
             "cache_dir": config.compile_cache,
-            "builder_options": {
-                "num_cpus": 1,
-                "runtime_env": {"env_vars": cluster.builder_env()},
-            },
+            # the build tasks too: in an idle worker, which leaves after its one build
+            "builder_options": {"num_cpus": 1},
+            "builder_env": cluster.builder_env(),
         },
         # no runtime_env: decoding imports no framework, so it runs in Ray's idle workers
         decode_options={"num_cpus": sizing.decode_task_cpus},

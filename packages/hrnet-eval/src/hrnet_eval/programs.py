@@ -309,6 +309,16 @@ def build(root, specs, target):
     return _rounded(steps)
 
 
+def build_task(env, root, specs, target):
+    """`build` as a Ray task that sets its own environment (`env`, before it imports JAX),
+    so Ray runs it in one of its idle workers, not in a new process; remote it with
+    `max_calls=1`, so that process, with JAX imported for the CPU, leaves with it."""
+    from hrnet_eval.worker import apply_env
+
+    apply_env(env)
+    return build(root, specs, target)
+
+
 def _rounded(steps):
     """{row: {step: seconds}} with seconds rounded; a wait for the target under 0.01 s left out."""
     return {

@@ -79,7 +79,10 @@ class TargetOf:
 class EvalWorker:
     """Holds the rows it has loaded; scores decoded shards under each of them."""
 
-    def __init__(self, *, backend, batch_size, cache_dir=None, builder_options=None, env=None):
+    def __init__(
+        self, *, backend, batch_size, cache_dir=None, builder_options=None, builder_env=None,
+        env=None,
+    ):
         apply_env(env or {})
         os.environ.setdefault("KERAS_BACKEND", backend)
         self.backend = backend
@@ -92,7 +95,8 @@ class EvalWorker:
             atexit.register(shutil.rmtree, self.cache_dir, ignore_errors=True)
         else:
             os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
-        self.builder_options = builder_options or {}
+        self.builder_options = builder_options or {}  # Ray options of the build tasks
+        self.builder_env = builder_env or {}  # which they set themselves
         self.classifiers = {}  # row -> f(uint8 NHWC batch) -> (top-5 indices, finite flags)
         self.specs = {}
         self.device = None
@@ -336,13 +340,14 @@ class EvalWorker:
                     target = self._target
                 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-                task = ray.remote(programs.build).options(
+                # max_calls=1: the process, with JAX imported for the CPU, leaves with the task
+                task = ray.remote(max_calls=1)(programs.build_task).options(
                     **self.builder_options,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(
                         context.get_node_id(), soft=False
                     ),
                 )
-                ref = task.remote(self.cache_dir, specs, target)
+                ref = task.remote(self.builder_env, self.cache_dir, specs, target)
             elif early:
                 return None
             build = self._builds[key] = Build(key, specs, ref, time.perf_counter())
