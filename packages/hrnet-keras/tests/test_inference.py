@@ -151,8 +151,9 @@ def test_folded_model_is_the_twin_fold_batchnorm_makes(name):
     got = keras.ops.convert_to_numpy(twin(x, training=False))
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
     # the folded build ends with its block: the next model is the usual one
-    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in create_model(
-        name, include_top=False, input_shape=(64, 64, 3)
-    ).layers)
+    assert any(
+        isinstance(layer, keras.layers.BatchNormalization)
+        for layer in create_model(name, include_top=False, input_shape=(64, 64, 3)).layers
+    )
     with pytest.raises(ValueError, match="fold_weights"):
         folded_model(name, weights="imagenet")

@@ -80,7 +80,13 @@ class EvalWorker:
     """Holds the rows it has loaded; scores decoded shards under each of them."""
 
     def __init__(
-        self, *, backend, batch_size, cache_dir=None, builder_options=None, builder_env=None,
+        self,
+        *,
+        backend,
+        batch_size,
+        cache_dir=None,
+        builder_options=None,
+        builder_env=None,
         env=None,
     ):
         apply_env(env or {})
