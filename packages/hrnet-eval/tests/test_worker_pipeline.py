@@ -187,6 +187,13 @@ def test_non_finite_logits_are_named_not_counted_as_predictions(flat_items):
     assert result.rows["hrnet-w30"].nonfinite == []
 
 
+def fresh_python(code):
+    """The stripped stdout of `code` run in a new Python process (which must succeed)."""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip()
+
+
 def test_worker_sets_its_environment_before_any_framework(tmp_path):
     """The actor needs no runtime_env: in a fresh process the worker module imports no
     framework and the worker sets its environment; after a framework was imported with
@@ -197,8 +204,7 @@ def test_worker_sets_its_environment_before_any_framework(tmp_path):
         "EvalWorker(backend='jax', batch_size=2, env={'HRNET_EVAL_PROBE': 'set'}); "
         "import os; print(os.environ['HRNET_EVAL_PROBE'])"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert run.returncode == 0 and run.stdout.strip() == "set", run.stderr
+    assert fresh_python(code) == "set"
     import jax  # noqa: F401  (imported here: a framework already there)
 
     EvalWorker(backend="jax", batch_size=2, env={"PATH": os.environ["PATH"]})  # unchanged: fine
@@ -215,9 +221,8 @@ def test_build_tasks_set_their_environment_before_jax():
         "p.build = lambda *args: (os.environ['HRNET_EVAL_PROBE'], args); "
         "print(p.build_task({'HRNET_EVAL_PROBE': 'set'}, 'root', ['spec'], 'target'))"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "('set', ('root', ['spec'], 'target'))", run.stdout
+    out = fresh_python(code)
+    assert out == "('set', ('root', ['spec'], 'target'))"
 
 
 def test_decode_tasks_import_no_framework():
@@ -232,9 +237,8 @@ def test_decode_tasks_import_no_framework():
         "out = decode(load_dataset(root).items); "
         "print(out['images'].shape, [m for m in FRAMEWORKS if m in sys.modules])"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "(1, 224, 224, 3) []", run.stdout
+    out = fresh_python(code)
+    assert out == "(1, 224, 224, 3) []"
 
 
 def test_worker_names_a_device_that_does_not_start():
@@ -245,7 +249,6 @@ def test_worker_names_a_device_that_does_not_start():
         "w = EvalWorker(backend='jax', batch_size=2, env={'JAX_PLATFORMS': 'no-such-platform'})\n"
         "try:\n    w.target()\nexcept WorkerError as e:\n    print(e)"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert "could not start JAX's device:" in run.stdout and "no-such-platform" in run.stdout
-    assert len(run.stdout.strip().splitlines()) == 1, run.stdout
+    out = fresh_python(code)
+    assert "could not start JAX's device:" in out and "no-such-platform" in out
+    assert len(out.splitlines()) == 1, out
