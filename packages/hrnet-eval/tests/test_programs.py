@@ -171,3 +171,38 @@ def test_rows_of_one_program_compile_it_once(tmp_path):
     alone.load(ssld)
     assert worker.top5(ssld.name, images) == alone.top5(ssld.name, images)
     assert worker.top5(ssld.name, images) != worker.top5(specs[0].name, images)
+
+
+def test_weights_file_folded_without_the_model_as_through_it(tmp_path, monkeypatch, caplog):
+    """A row's `.weights.h5` read straight into the folded twin gives the weights entry that
+    the unfolded model's path gives, which a file the twin cannot map takes, with a warning."""
+    import keras
+
+    import hrnet_keras
+    from hrnet_keras import inference
+
+    keras.utils.set_random_seed(3)
+    path = tmp_path / "w18.weights.h5"
+    hrnet_keras.create_model("hrnet-w18", classifier_activation=None).save_weights(path)
+    spec = ModelSpec("hrnet-w18", str(path), "file-w18")
+    direct = programs.build(tmp_path / "direct", [spec], CPU8)["hrnet-w18"]
+    assert caplog.records == []
+
+    def refuse(twin, file):
+        raise inference.FoldedWeightsError(f"{file}: refused here")
+
+    monkeypatch.setattr(inference, "load_folded_weights", refuse)
+    through = programs.build(tmp_path / "through", [spec], CPU8)["hrnet-w18"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"hrnet-w18: read through the unfolded model: {path}: refused here"
+    ]
+    assert set(direct) == set(through) == {"imports", "model", "fold", "export"}
+    key = programs.weights_key(spec)
+    entries = [
+        programs.read_weights(programs.ProgramCache(tmp_path / d).read(key))
+        for d in ("direct", "through")
+    ]
+    assert len(entries[0][0]) > 0  # trainable: every conv's kernel and bias, the head's
+    for group_a, group_b in zip(*entries):
+        assert len(group_a) == len(group_b)
+        assert all(np.array_equal(a, b) for a, b in zip(group_a, group_b))

@@ -129,17 +129,24 @@ def test_folded_model_saves_and_loads_as_plain_keras(tmp_path):
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
 
 
+def _trained_statistics(model):
+    """BatchNorm statistics of a trained model, not the defaults."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            rng = np.random.default_rng(len(layer.name))
+            layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape))
+            layer.moving_variance.assign(rng.uniform(0.5, 2, layer.moving_variance.shape))
+    return model
+
+
 @pytest.mark.parametrize("name", ["hrnet-w18", "hrnet_w18_small_v2.gluon_in1k"])
 def test_folded_model_is_the_twin_fold_batchnorm_makes(name):
     from hrnet_keras.inference import fold_weights, folded_model
 
     keras.utils.set_random_seed(5)
-    model = create_model(name, input_shape=(64, 64, 3), classifier_activation=None)
-    for layer in model.layers:  # BatchNorm statistics of a trained model, not the defaults
-        if isinstance(layer, keras.layers.BatchNormalization):
-            rng = np.random.default_rng(len(layer.name))
-            layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape))
-            layer.moving_variance.assign(rng.uniform(0.5, 2, layer.moving_variance.shape))
+    model = _trained_statistics(
+        create_model(name, input_shape=(64, 64, 3), classifier_activation=None)
+    )
     clone = fold_batchnorm(model)
     twin = folded_model(name, input_shape=(64, 64, 3), classifier_activation=None)
     assert [(type(a), a.name) for a in twin.layers] == [(type(b), b.name) for b in clone.layers]
@@ -157,3 +164,41 @@ def test_folded_model_is_the_twin_fold_batchnorm_makes(name):
     )
     with pytest.raises(ValueError, match="fold_weights"):
         folded_model(name, weights="imagenet")
+
+
+@pytest.mark.parametrize("name", ["hrnet-w18", "hrnet_w18_small_v2.gluon_in1k"])
+def test_folded_weights_read_from_a_file_are_those_of_the_model_folded(name, tmp_path):
+    """`load_folded_weights` (no unfolded model built) sets the twin bit for bit as
+    `fold_weights` does from the model that file loads into; a file of another head or a
+    truncated one is refused, naming the file."""
+    from hrnet_keras.inference import (
+        FoldedWeightsError,
+        fold_weights,
+        folded_model,
+        load_folded_weights,
+    )
+
+    def twin():
+        return folded_model(name, input_shape=(64, 64, 3), classifier_activation=None)
+
+    keras.utils.set_random_seed(6)
+    model = _trained_statistics(
+        create_model(name, input_shape=(64, 64, 3), classifier_activation=None)
+    )
+    path = tmp_path / "row.weights.h5"
+    model.save_weights(path)
+    want, got = twin(), twin()
+    fold_weights(create_model(name, weights=str(path), input_shape=(64, 64, 3)), want)
+    load_folded_weights(got, str(path))
+    assert len(got.weights) == len(want.weights)
+    for a, b in zip(got.weights, want.weights):
+        assert a.path == b.path and np.array_equal(a.numpy(), b.numpy()), a.path
+
+    headless = tmp_path / "headless.weights.h5"
+    create_model(name, include_top=False, input_shape=(64, 64, 3)).save_weights(headless)
+    with pytest.raises(FoldedWeightsError, match="headless.weights.h5: layers/dense"):
+        load_folded_weights(twin(), str(headless))
+    truncated = tmp_path / "truncated.weights.h5"
+    truncated.write_bytes(path.read_bytes()[:4096])
+    with pytest.raises(FoldedWeightsError, match="truncated.weights.h5: KerasFileEditor"):
+        load_folded_weights(twin(), str(truncated))

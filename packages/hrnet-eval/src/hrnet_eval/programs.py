@@ -32,6 +32,7 @@ import functools
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import shutil
 import time
@@ -42,6 +43,7 @@ FORMAT = 2  # bump when what an entry holds changes (2: the row's own input and 
 TOP_K = 5
 PROGRAM_FILE = "program.stablehlo"
 WEIGHTS_FILE = "weights.safetensors"
+log = logging.getLogger(__name__)
 
 
 class CacheMiss(Exception):
@@ -225,6 +227,11 @@ def build(root, specs, target):
     the program once, the folded weights of each spec. Returns {row: {step: seconds}}
     (steps: imports, model, fold, target, export).
 
+    "model" builds the folded twin (and, for a seeded row, the unfolded model that draws
+    its weights); "fold" reads a `.weights.h5` into the twin, folded, with no unfolded model
+    (`load_folded_weights`), or, where the file does not map onto the twin (one warning
+    line), loads it into the unfolded model and folds that (`fold_weights`).
+
     `target`: a `Target`, or a callable that returns it, called once the first model is
     folded (a worker asks for its build before its own device is up; "target" is the wait
     for it). Imports Keras (JAX backend, any device: programs are lowered for
@@ -252,7 +259,13 @@ def build(root, specs, target):
         import keras
 
         import hrnet_keras
-        from hrnet_keras.inference import export_jax_program, fold_weights, folded_model
+        from hrnet_keras.inference import (
+            FoldedWeightsError,
+            export_jax_program,
+            fold_weights,
+            folded_model,
+            load_folded_weights,
+        )
         from hrnet_keras.loading import load_weights
 
         steps[(todo or specs)[0].name]["imports"] = time.perf_counter() - began
@@ -260,24 +273,35 @@ def build(root, specs, target):
         want_program = None  # known once the target is
         for spec in todo or specs[:1]:
             began = time.perf_counter()
-            if spec.weights is None or model is None:
-                if spec.weights is None:
-                    keras.utils.set_random_seed(spec.seed)
+            folded = None
+            if spec.weights is None:  # seeded: the unfolded model draws the weights
+                keras.utils.set_random_seed(spec.seed)
                 model = hrnet_keras.create_model(
-                    spec.name,
-                    weights=spec.weights,
-                    input_shape=arch["input"],
-                    classifier_activation=None,
+                    spec.name, input_shape=arch["input"], classifier_activation=None
                 )
-            else:
-                load_weights(model, spec.weights, spec.name)
-            steps[spec.name]["model"] = time.perf_counter() - began
-            began = time.perf_counter()
             if twin is None:  # built folded: no clone of the model
                 twin = folded_model(
                     spec.name, input_shape=arch["input"], classifier_activation=None
                 )
-            fold_weights(model, twin)
+            steps[spec.name]["model"] = time.perf_counter() - began
+            began = time.perf_counter()
+            if spec.weights is not None and str(spec.weights).endswith(".weights.h5"):
+                try:  # read into the twin, folded: no unfolded model built
+                    load_folded_weights(twin, spec.weights)
+                    folded = True
+                except FoldedWeightsError as exc:
+                    log.warning("%s: read through the unfolded model: %s", spec.name, exc)
+            if not folded:
+                if spec.weights is not None and model is None:
+                    model = hrnet_keras.create_model(
+                        spec.name,
+                        weights=spec.weights,
+                        input_shape=arch["input"],
+                        classifier_activation=None,
+                    )
+                elif spec.weights is not None:
+                    load_weights(model, spec.weights, spec.name)
+                fold_weights(model, twin)
             steps[spec.name]["fold"] = time.perf_counter() - began
             if want_program is None:
                 pkey = resolve(spec.name)
