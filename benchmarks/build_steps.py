@@ -37,14 +37,7 @@ print(json.dumps({"steps": steps, "seconds": round(time.perf_counter() - began, 
 
 
 def measure(code_root, cache, rows):
-    src = [code_root / "packages" / p / "src" for p in ("hrnet-keras", "hrnet-eval")]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(map(str, src)),
-        "KERAS_BACKEND": "jax",
-        "JAX_PLATFORMS": "cpu",
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-    }
+    env = common.code_env(code_root)
     result = common.child_row(["-c", CHILD, str(cache), json.dumps(rows)], env, str(code_root))
     if result is None:
         raise SystemExit(f"the build with {code_root} failed")

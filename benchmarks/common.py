@@ -116,6 +116,20 @@ def machine():
     return f"{platform.node() or 'unknown host'}: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python {platform.python_version()}"
 
 
+def code_env(code_root, **extra):
+    """This process's environment for a child that runs the code of checkout `code_root`
+    (its packages' sources first on PYTHONPATH), JAX on the CPU; `extra` added."""
+    src = [Path(code_root) / "packages" / p / "src" for p in ("hrnet-keras", "hrnet-eval")]
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(map(str, src)),
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        **extra,
+    }
+
+
 def child_row(argv, env, label):
     """Run `python ARGV` (one measurement in its own process) and return the JSON object
     it printed last; None (with its stderr shown) if it failed."""

@@ -56,15 +56,7 @@ print("RESULT", time.time(), "in-process", "keras" in sys.modules, "tensorflow" 
 
 def measure(mode, code_root, cache):
     """Seconds from process start to the row ready, and what the child says."""
-    src = [code_root / "packages" / p / "src" for p in ("hrnet-keras", "hrnet-eval")]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(map(str, src)),
-        "KERAS_BACKEND": "jax",
-        "JAX_PLATFORMS": "cpu",
-        "JAX_COMPILATION_CACHE_DIR": str(cache),
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-    }
+    env = common.code_env(code_root, JAX_COMPILATION_CACHE_DIR=str(cache))
     began = time.time()
     run = subprocess.run(
         [sys.executable, "-c", CHILD[mode], str(cache)],
