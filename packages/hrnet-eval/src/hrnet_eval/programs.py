@@ -273,7 +273,7 @@ def build(root, specs, target):
         want_program = None  # known once the target is
         for spec in todo or specs[:1]:
             began = time.perf_counter()
-            folded = None
+            folded = False
             if spec.weights is None:  # seeded: the unfolded model draws the weights
                 keras.utils.set_random_seed(spec.seed)
                 model = hrnet_keras.create_model(
@@ -285,7 +285,7 @@ def build(root, specs, target):
                 )
             steps[spec.name]["model"] = time.perf_counter() - began
             began = time.perf_counter()
-            if spec.weights is not None and str(spec.weights).endswith(".weights.h5"):
+            if spec.weights is not None and spec.weights.endswith(".weights.h5"):
                 try:  # read into the twin, folded: no unfolded model built
                     load_folded_weights(twin, spec.weights)
                     folded = True

@@ -159,17 +159,23 @@ def fold_weights(model, twin):
             target.set_weights(layer.get_weights())
             continue
         bn = pairs[layer.name]
-        kernel = keras.ops.convert_to_numpy(layer.kernel).astype("float64")
-        bias = keras.ops.convert_to_numpy(layer.bias).astype("float64") if layer.use_bias else 0.0
-        gamma, beta, mean, var = (
-            keras.ops.convert_to_numpy(w).astype("float64")
-            for w in (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)
-        )
-        scale = gamma / np.sqrt(var + bn.epsilon)
-        # HWIO in either layout: the last axis is the output channel
+        kernel = keras.ops.convert_to_numpy(layer.kernel)
+        bias = keras.ops.convert_to_numpy(layer.bias) if layer.use_bias else 0.0
+        statistics = (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)
         target.set_weights(
-            [(kernel * scale).astype("float32"), ((bias - mean) * scale + beta).astype("float32")]
+            _fold(kernel, bias, *map(keras.ops.convert_to_numpy, statistics), bn.epsilon)
         )
+
+
+def _fold(kernel, bias, gamma, beta, mean, var, epsilon):
+    """[kernel, bias] (float32) of a conv with its BatchNorm folded in, computed in float64.
+    HWIO in either layout: the last axis is the output channel."""
+    gamma, beta, mean, var = (np.asarray(a, "float64") for a in (gamma, beta, mean, var))
+    scale = gamma / np.sqrt(var + epsilon)
+    return [
+        (np.asarray(kernel, "float64") * scale).astype("float32"),
+        ((np.asarray(bias, "float64") - mean) * scale + beta).astype("float32"),
+    ]
 
 
 # Where `model.save_weights` files a layer of each class: "layers/<name>[_<n>]", the n-th
@@ -204,7 +210,7 @@ def load_folded_weights(twin, path):
     except Exception as exc:  # truncated, not HDF5, not a Keras file
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         raise FoldedWeightsError(f"{path}: KerasFileEditor cannot read it ({reason})") from None
-    names = {layer.name for layer in twin.layers}
+    identities = {layer.name for layer in twin.layers if isinstance(layer, keras.layers.Identity)}
     counts, used, values, pending = {}, set(), {}, {}
 
     def take(cls_name, layer_name, shapes):
@@ -225,22 +231,13 @@ def load_folded_weights(twin, path):
 
     for layer in twin.layers:
         bn = batchnorm_name(layer.name)
-        if isinstance(layer, keras.layers.Conv2D) and bn in names:
-            if isinstance(twin.get_layer(bn), keras.layers.Identity):  # a folded pair
-                kernel_shape = tuple(layer.kernel.shape)
-                pending[bn] = (layer, take("Conv2D", layer.name, [kernel_shape])[0])
-                continue
-        if layer.name in pending:  # the unfolded model's BatchNorm, here an Identity
+        if isinstance(layer, keras.layers.Conv2D) and bn in identities:  # a folded pair
+            kernel_shape = tuple(layer.kernel.shape)
+            pending[bn] = (layer, take("Conv2D", layer.name, [kernel_shape])[0])
+        elif layer.name in pending:  # the unfolded model's BatchNorm, here an Identity
             conv, kernel = pending.pop(layer.name)
-            channels = (kernel.shape[-1],)
-            gamma, beta, mean, var = (
-                a.astype("float64") for a in take("BatchNormalization", layer.name, [channels] * 4)
-            )
-            scale = gamma / np.sqrt(var + BN_EPSILON)
-            values[conv.name] = [
-                (kernel.astype("float64") * scale).astype("float32"),
-                (beta - mean * scale).astype("float32"),
-            ]
+            statistics = take("BatchNormalization", layer.name, [(kernel.shape[-1],)] * 4)
+            values[conv.name] = _fold(kernel, 0.0, *statistics, BN_EPSILON)
         elif layer.weights:
             shapes = [tuple(w.shape) for w in layer.weights]
             values[layer.name] = take(type(layer).__name__, layer.name, shapes)
