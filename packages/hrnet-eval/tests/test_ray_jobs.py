@@ -307,8 +307,9 @@ def test_corrupt_image_fails_naming_it_and_skip_corrupt_resumes(
 
 
 def test_demo_runs_on_its_own_local_cluster(tmp_path):
-    """`--demo` twice on a new cache: the row is built, then read from the cache; both
-    runs score the photos (the demo reuses no shards) and say when the row was ready."""
+    """`--demo` twice on a new cache: the row is built (beside the cluster's start), then
+    read from the cache; both runs score the photos (the demo reuses no shards) and say
+    when the row was ready."""
     env = python_env()
     env.pop("RAY_ADDRESS", None)
     out = tmp_path / "demo"
@@ -320,6 +321,9 @@ def test_demo_runs_on_its_own_local_cluster(tmp_path):
         assert "started a local Ray cluster" in run.stdout
         assert run.stdout.count("These accuracies MEAN NOTHING") == 2  # first and last
         assert re.search(rf"hrnet-w18: ready on worker 0 in [\d.]+ s \({how}: ", run.stdout)
+        # a new cache: W18 built beside the cluster's start, its worker's build waiting for it
+        early = re.search(r"hrnet-w18: built beside the cluster's start \(imports ", run.stdout)
+        assert bool(early) == (how == "built"), run.stdout
         assert re.search(r"timing: .* first row ready [\d.]+ s later", run.stdout), run.stdout
         document, rows = read_results(out)
         assert document["demo"] is True and rows[W18]["images"] == 8

@@ -156,7 +156,7 @@ data_bytes[-3] ^= 0xFF  # other pixels, same size
 open(path, "wb").write(bytes(data_bytes))
 os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 redone = []
-def dispatch(config, dataset, specs, todo, store, out, joined):
+def dispatch(config, dataset, specs, todo, store, out, joined, early=None):
     pending = todo.pending()
     redone.extend((u.start, u.end, joined) for u in pending["hrnet-w18"])
     for unit in pending["hrnet-w18"]:

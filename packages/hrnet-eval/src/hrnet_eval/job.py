@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hrnet_eval import cluster, demo, resume, results
+from hrnet_eval import cluster, demo, prebuild, resume, results
 from hrnet_eval.data import DataError, load_dataset, shards
 from hrnet_eval.errors import EvalError
 from hrnet_eval.progress import Progress, format_duration
@@ -253,6 +253,32 @@ def _run(config, output, began, out):
     )
     if config.demo:
         out("demo: the photos are scored again on every run (stored shards not reused)", flush=True)
+    early = start_early_builds(config, specs, todo, out)
+    try:
+        return _finish(config, dataset, specs, todo, store, output, banner, began, out, early)
+    finally:
+        if early is not None:
+            early.stop()
+
+
+def start_early_builds(config, specs, todo, out=print):
+    """`prebuild.EarlyBuilds` of the programs this job's JAX workers would build, where the
+    job starts its own local cluster (its workers then run on this node), else None."""
+    local = not (config.address or os.environ.get("RAY_ADDRESS"))
+    if not (local and config.backend == "jax" and config.compile_cache and todo.units_left):
+        return None
+    groups = prebuild.candidates(specs, todo.pending(), config.compile_cache)
+    if not groups:
+        return None
+    early = prebuild.EarlyBuilds(groups, config.compile_cache, cluster.builder_env())
+    rows = ", ".join(spec.name for group in groups for spec in group)
+    out(f"building {rows} beside the cluster's start ({early.processes} process(es))", flush=True)
+    return early
+
+
+def _finish(config, dataset, specs, todo, store, output, banner, began, out, early):
+    """`_run` from the plan on: stored shards checked, the rest dispatched, results."""
+    models = config.models
     done = todo.done
     joined = any(done.values())
     if joined:  # stored shards are trusted on their images' bytes: hashed on the cluster
@@ -275,7 +301,7 @@ def _run(config, output, began, out):
     timing, failed = {}, {}
     if todo.units_left:
         prepared = time.monotonic() - began  # data listed, weights checked, shards planned
-        timing, failed = _dispatch(config, dataset, specs, todo, store, out, joined)
+        timing, failed = _dispatch(config, dataset, specs, todo, store, out, joined, early)
         timing = {"prepare_s": round(prepared, 2), **timing}
 
     meta = {
@@ -318,9 +344,10 @@ def _run(config, output, began, out):
     return rows
 
 
-def _dispatch(config, dataset, specs, todo, store, out, joined=False):
-    """Run the units left in `todo` (a `Plan`) on the cluster; returns (where the time
-    went in seconds, {row: why it stopped})."""
+def _dispatch(config, dataset, specs, todo, store, out, joined=False, early=None):
+    """Run the units left in `todo` (a `Plan`) on the cluster, given the first worker's
+    target to `early` (`prebuild.EarlyBuilds`, or None); returns (where the time went in
+    seconds, {row: why it stopped})."""
     began = time.monotonic()
     if not joined:  # job.run joined already (to check stored shards)
         out(cluster.connect(config.address, num_cpus=config.local_cpus), flush=True)
@@ -390,9 +417,19 @@ def _dispatch(config, dataset, specs, todo, store, out, joined=False):
         on_result=on_result,
         skip_corrupt=config.skip_corrupt,
         log=out,
+        on_worker=early.feed if early is not None else None,
     )
     scheduler.run()
     timing = {"workers": workers, "connect_s": round(connected, 2), **scheduler.timing()}
+    if early is not None:
+        built = early.close()
+        for note in early.notes:
+            out(f"note: {note}", flush=True)
+        if built:
+            timing["early_builds"] = built
+            for row, steps in built.items():
+                parts = " + ".join(f"{k} {v:.1f}" for k, v in steps.items())
+                out(f"{row}: built beside the cluster's start ({parts} s)", flush=True)
     if "evaluating_s" in timing:
         out(
             f"timing: joined the cluster in {timing['connect_s']:.1f} s; first row ready "

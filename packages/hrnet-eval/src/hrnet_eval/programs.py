@@ -21,8 +21,9 @@ read, is removed and built again, never used. Entries appear by one directory
 rename (atomic), so runs sharing a cache never see half an entry. JAX compiles
 a loaded program through its persistent compilation cache (ROOT itself).
 
-`build` runs in a builder process (a Ray task on the worker's node, CPU only) and
-imports Keras; reading an entry (`ProgramCache.read`) imports neither Keras nor
+`build` runs in a builder process (a Ray task on the worker's node, CPU only, or,
+for a job's own local cluster, a process of the driver started before the cluster:
+`hrnet_eval.prebuild`) and imports Keras; reading an entry (`ProgramCache.read`) imports neither Keras nor
 TensorFlow.
 """
 

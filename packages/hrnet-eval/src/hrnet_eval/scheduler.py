@@ -84,9 +84,10 @@ class Pool:
     ({ObjectRef: (slot, generation, Call)}); a dead actor is replaced (at most
     2 x workers + 1 times in a run)."""
 
-    def __init__(self, remote, resources, specs, work, groups, clock, log):
+    def __init__(self, remote, resources, specs, work, groups, clock, log, on_worker=None):
         self.remote, self.resources, self.specs = remote, resources, specs
         self.work, self.groups, self.clock, self.log = work, groups, clock, log
+        self.on_worker = on_worker
         self.work_per_image = {row: spec.preset.flops for row, spec in specs.items()}
         self.slots = [Slot(i) for i in range(resources.workers)]
         self.inflight = {}
@@ -96,6 +97,8 @@ class Pool:
     def start(self, slot):
         """Give `slot` a new actor and have it load the group it should take."""
         slot.actor = self.remote.remote(**self.resources.worker_options)
+        if self.on_worker is not None:
+            self.on_worker(slot.actor)
         slot.group, slot.loaded, slot.loading = (), set(), set()
         group = self.choose(slot)
         if group is not None:
@@ -196,7 +199,7 @@ class Pool:
 class Scheduler:
     """Runs `pending` units ({row: [Unit]}) of `specs` ({row: ModelSpec}) with `resources`;
     each (row, shard) scored goes to `on_result(row, shard, scored)` once, `scored` the
-    worker's `ScoredShard`."""
+    worker's `ScoredShard`; each actor started goes to `on_worker(actor)`, if given."""
 
     depth = 2  # score calls in flight per worker
     max_attempts = 3  # workers a shard may lose
@@ -204,9 +207,20 @@ class Scheduler:
     stall_seconds = 120.0  # silence before a "waiting for the cluster" line
 
     def __init__(
-        self, *, specs, items, pending, groups, resources, on_result, skip_corrupt=False, log=print
+        self,
+        *,
+        specs,
+        items,
+        pending,
+        groups,
+        resources,
+        on_result,
+        skip_corrupt=False,
+        log=print,
+        on_worker=None,
     ):
         self.specs, self.items, self.resources = specs, items, resources
+        self.on_worker = on_worker
         self.on_result, self.skip_corrupt, self.log = on_result, skip_corrupt, log
         decodings = {row: Decoding.of(spec.preset.pipeline) for row, spec in specs.items()}
         self.work = Work(pending, decodings)
@@ -226,8 +240,9 @@ class Scheduler:
         """Dispatch until every unit is done; raises `ResumableError` or `ImageError` on a failure."""
         import ray
 
-        # a load per row, a build task's question for the target per row, the scoring calls
-        concurrency = 2 * max(map(len, self.groups), default=1) + self.depth + 1
+        # a load per row, a build task's question for the target per row, the scoring calls,
+        # the driver's question for the target (`hrnet_eval.prebuild`)
+        concurrency = 2 * max(map(len, self.groups), default=1) + self.depth + 2
         options = dict(max_concurrency=concurrency, **self.resources.actor_options)
         remote = ray.remote(EvalWorker).options(**options)
         task = ray.remote(decode).options(**self.resources.decode_options)
@@ -248,7 +263,14 @@ class Scheduler:
         )
         self.clock = Timing(row for g in self.groups for row in g if self.work.has(row))
         self.pool = Pool(
-            remote, self.resources, self.specs, self.work, self.groups, self.clock, self.log
+            remote,
+            self.resources,
+            self.specs,
+            self.work,
+            self.groups,
+            self.clock,
+            self.log,
+            self.on_worker,
         )
         try:
             for slot in self.pool.slots:
