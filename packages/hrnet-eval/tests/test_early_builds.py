@@ -2,9 +2,11 @@
 build task waits on, the entries it then finds, and a builder stopped without a target."""
 
 import fcntl
+import multiprocessing
 import time
 
 import numpy as np
+import pytest
 
 from hrnet_eval import cluster, prebuild, programs
 from hrnet_eval.demo import random_spec
@@ -79,3 +81,33 @@ def test_a_builder_stopped_without_a_target_leaves_no_entry_and_no_lock(tmp_path
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: raises if still held
     for folder in ("programs", "weights"):
         assert not (tmp_path / folder).exists() or not any((tmp_path / folder).iterdir())
+
+
+def test_an_early_build_that_fails_is_noted_and_the_worker_build_reports_it(tmp_path):
+    """A weights file the builder cannot read: the early build gives up with one note and
+    no entry; the worker's own build of that row, which then takes the lock, raises."""
+    bad = tmp_path / "broken.weights.h5"
+    bad.write_bytes(b"not an HDF5 file")
+    spec = ModelSpec(SMALL, str(bad), "sha256:broken")
+    arch = programs.architecture_key(spec)["arch"]
+    early = prebuild.EarlyBuilds([[spec]], tmp_path / "cache", cluster.builder_env())
+    try:
+        _wait_locked(tmp_path / "cache" / "locks" / f"{arch}.lock")
+        with pytest.raises(Exception, match="broken.weights.h5"):
+            programs.build(tmp_path / "cache", [spec], CPU8)
+        deadline = time.monotonic() + 120
+        while _builders() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        built = early.close()
+    assert built == {}, early.notes
+    assert len(early.notes) == 1 and early.notes[0].startswith(f"{SMALL}: not built early (")
+    assert "broken.weights.h5" in early.notes[0]
+    for folder in ("programs", "weights"):
+        assert not (tmp_path / "cache" / folder).exists() or not any(
+            (tmp_path / "cache" / folder).iterdir()
+        )
+
+
+def _builders():
+    return [p for p in multiprocessing.active_children() if p.name.startswith("hrnet-eval-")]
