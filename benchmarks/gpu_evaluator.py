@@ -108,11 +108,13 @@ def cli(argv, output):
     rows = len(results["models"])
     rate = timing.get("images_per_second_all_ready") or timing["images_per_second"]
     fixed = wall - images * rows / rate
+    written = [line for line in text.splitlines() if "] wrote " in line]
     return {
         "argv": " ".join(argv),
         "images": images,
         "rows": rows,
-        "wall_s": round(wall, 1),
+        "wall_s": round(wall, 1),  # process start to exit (Ray's shutdown included)
+        "results_written_s": float(written[-1][1:9]) if written else None,
         "parts": {
             "prepare_s": timing.get("prepare_s"),
             "cluster_s": timing["connect_s"],
@@ -120,6 +122,7 @@ def cli(argv, output):
             "last_row_ready_s": timing["last_worker_ready_s"],
             "scoring_s": timing["evaluating_s"],
             "rows": timing["row_load"],
+            "early_builds": timing.get("early_builds"),  # {row: steps} built beside the start
             "decoded_twice": timing["decoded_twice"],
         },
         "row_images_per_second_all_ready": rate,
