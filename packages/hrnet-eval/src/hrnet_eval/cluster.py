@@ -42,6 +42,11 @@ def stop_on_sigterm():
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def cluster_address(address=None):
+    """The cluster a job joins: `address`, else $RAY_ADDRESS; None: a private local one."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
 def connect(address=None, *, num_cpus=None):
     """Join the cluster at `address` / $RAY_ADDRESS (as under `ray job submit`),
     else start a private local one. Returns a short description.
@@ -51,7 +56,7 @@ def connect(address=None, *, num_cpus=None):
     """
     # Errors of shards the driver stopped waiting for are not news.
     os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = cluster_address(address)
     if not address:
         if "ray" in sys.modules:
             raise ClusterError(

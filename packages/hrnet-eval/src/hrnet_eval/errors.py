@@ -13,3 +13,10 @@ class ResumableError(EvalError, RuntimeError):
     """The evaluation stopped part-way; finished shards are kept and a rerun resumes."""
 
     hint = RESUME
+
+
+def one_line(exc):
+    """The first line of an exception's message (of its cause, for a task's error)."""
+    cause = getattr(exc, "cause", None)
+    lines = [line.strip() for line in str(cause or exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

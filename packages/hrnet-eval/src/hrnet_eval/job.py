@@ -264,7 +264,7 @@ def _run(config, output, began, out):
 def start_early_builds(config, specs, todo, out=print):
     """`prebuild.EarlyBuilds` of the programs this job's JAX workers would build, where the
     job starts its own local cluster (its workers then run on this node), else None."""
-    local = not (config.address or os.environ.get("RAY_ADDRESS"))
+    local = cluster.cluster_address(config.address) is None
     if not (local and config.backend == "jax" and config.compile_cache and todo.units_left):
         return None
     groups = prebuild.candidates(specs, todo.pending(), config.compile_cache)

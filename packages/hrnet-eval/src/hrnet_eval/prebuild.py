@@ -14,9 +14,9 @@ import dataclasses
 import multiprocessing
 import os
 import threading
-import time
 
 from hrnet_eval import programs
+from hrnet_eval.errors import one_line
 
 TARGET_WAIT_S = 900  # as long as a worker's build task waits for its device
 
@@ -41,18 +41,16 @@ class EarlyBuilds:
     def __init__(self, groups, cache_dir, env, processes=None):
         processes = max(1, min(len(groups), processes or (os.cpu_count() or 2) // 2))
         self.processes = processes
-        self.began = time.perf_counter()
         self.notes = []
         self._fed = self._stopped = False
         self._lock = threading.Lock()
         context = multiprocessing.get_context("spawn")  # no fork of a threaded driver
         self._children = []
         for i in range(processes):
-            share = [[_plain(spec) for spec in group] for group in groups[i::processes]]
             ours, theirs = context.Pipe()
             child = context.Process(
                 target=_build_groups,
-                args=(env, str(cache_dir), share, theirs),
+                args=(env, str(cache_dir), groups[i::processes], theirs),
                 name=f"hrnet-eval-prebuild-{i}",
                 daemon=True,
             )
@@ -120,15 +118,9 @@ class EarlyBuilds:
             conn.close()
 
 
-def _plain(spec):
-    """A ModelSpec's fields without its preset (looked up again in the builder)."""
-    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "preset"}
-
-
 def _build_groups(env, cache_dir, groups, conn):
     """A builder process: each group's program and folded weights (`programs.build`),
     with the target from `conn`; what it built, or why not, goes back on `conn`."""
-    from hrnet_eval.spec import ModelSpec
     from hrnet_eval.worker import apply_env
 
     apply_env(env)  # before JAX is imported
@@ -141,10 +133,9 @@ def _build_groups(env, cache_dir, groups, conn):
             known.append(programs.Target(**conn.recv()))
         return known[0]
 
-    for group in groups:
-        specs = [ModelSpec(**fields) for fields in group]
+    for specs in groups:
         try:
             conn.send(("built", programs.build(cache_dir, specs, target)))
         except Exception as exc:
-            line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            conn.send(("note", f"{specs[0].name}: not built early ({type(exc).__name__}: {line})"))
+            why = f"{type(exc).__name__}: {one_line(exc)}"
+            conn.send(("note", f"{specs[0].name}: not built early ({why})"))

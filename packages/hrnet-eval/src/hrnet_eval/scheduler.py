@@ -26,7 +26,7 @@ import time
 import typing
 
 from hrnet_eval.decode import decode, decode_tasks
-from hrnet_eval.errors import ResumableError
+from hrnet_eval.errors import ResumableError, one_line
 from hrnet_eval.images import Decoding, ImageError
 from hrnet_eval.policy import Shard, Work, choose_group, nonfinite_reason
 from hrnet_eval.timing import Timing
@@ -70,13 +70,6 @@ class Slot:
     group: tuple = ()
     loaded: set = dataclasses.field(default_factory=set)
     loading: set = dataclasses.field(default_factory=set)
-
-
-def one_line(exc):
-    """The first line of an exception's message (of its cause, for a task's error)."""
-    cause = getattr(exc, "cause", None)
-    lines = [line.strip() for line in str(cause or exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 class Pool:

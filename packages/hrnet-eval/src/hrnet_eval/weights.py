@@ -9,7 +9,7 @@ from hrnet_keras.weight_shapes import expected_tensors, first_mismatch
 
 from hrnet_eval import programs
 from hrnet_eval.spec import ModelSpec
-from hrnet_eval.errors import EvalError
+from hrnet_eval.errors import EvalError, one_line
 
 CHECKED_FILE = "tensors.json"  # a checked entry's payload: how many tensors were read
 _CONVERTING = threading.Lock()
@@ -154,7 +154,7 @@ def resolve(name, weights_dir=None, *, allow_download=True, program_cache=None, 
             if not shapes:
                 raise OSError("it holds no tensors")
     except (OSError, KeyError, RuntimeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = one_line(exc)
         raise WeightsError(
             f"{converted} is not a readable Keras weights file (truncated or corrupted? "
             f"{reason[:200]}). Convert it again: {convert_command(name, weights_dir)}"
