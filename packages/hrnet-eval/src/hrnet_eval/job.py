@@ -18,6 +18,7 @@ from hrnet_eval.progress import Progress, format_duration
 from hrnet_eval.policy import row_groups
 from hrnet_eval.scheduler import Resources, Scheduler
 from hrnet_eval.store import RECORD_FORMAT, ShardStore, Unit
+from hrnet_eval.timing import format_steps
 from hrnet_eval.weights import resolve
 
 
@@ -428,8 +429,9 @@ def _dispatch(config, dataset, specs, todo, store, out, joined=False, early=None
         if built:
             timing["early_builds"] = built
             for row, steps in built.items():
-                parts = " + ".join(f"{k} {v:.1f}" for k, v in steps.items())
-                out(f"{row}: built beside the cluster's start ({parts} s)", flush=True)
+                out(
+                    f"{row}: built beside the cluster's start ({format_steps(steps)} s)", flush=True
+                )
     if "evaluating_s" in timing:
         out(
             f"timing: joined the cluster in {timing['connect_s']:.1f} s; first row ready "

@@ -17,8 +17,7 @@ import threading
 
 from hrnet_eval import programs
 from hrnet_eval.errors import one_line
-
-TARGET_WAIT_S = 900  # as long as a worker's build task waits for its device
+from hrnet_eval.worker import TARGET_WAIT_S, apply_env
 
 
 def candidates(specs, pending, cache_dir):
@@ -121,8 +120,6 @@ class EarlyBuilds:
 def _build_groups(env, cache_dir, groups, conn):
     """A builder process: each group's program and folded weights (`programs.build`),
     with the target from `conn`; what it built, or why not, goes back on `conn`."""
-    from hrnet_eval.worker import apply_env
-
     apply_env(env)  # before JAX is imported
     known = []
 

@@ -29,7 +29,7 @@ from hrnet_eval.decode import decode, decode_tasks
 from hrnet_eval.errors import ResumableError, one_line
 from hrnet_eval.images import Decoding, ImageError
 from hrnet_eval.policy import Shard, Work, choose_group, nonfinite_reason
-from hrnet_eval.timing import Timing
+from hrnet_eval.timing import Timing, format_steps
 from hrnet_eval.window import DecodeWindow, hold_images, window_size
 from hrnet_eval.worker import EvalWorker
 
@@ -131,10 +131,7 @@ class Pool:
         slot.loaded.add(row)
         for note in result.get("notes", ()):
             self.log(f"{row}: {note}", flush=True)
-        steps = " + ".join(
-            f"{step.replace('_', ' ')} {seconds:.1f}"
-            for step, seconds in result.get("steps", {}).items()
-        )
+        steps = format_steps(result.get("steps", {}))
         self.log(
             f"{row}: ready on worker {slot.index} in {result['seconds']:.1f} s "
             f"({result['how']}{': ' + steps + ' s' if steps else ''}), "

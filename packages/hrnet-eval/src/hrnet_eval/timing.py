@@ -3,6 +3,11 @@
 import time
 
 
+def format_steps(steps):
+    """{step: seconds} as a log line's part: "read 0.4 + first call 7.9"."""
+    return " + ".join(f"{step.replace('_', ' ')} {seconds:.1f}" for step, seconds in steps.items())
+
+
 class Timing:
     """When each row became ready and how much was scored after: where a run's time went."""
 
