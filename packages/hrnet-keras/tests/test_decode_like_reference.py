@@ -60,7 +60,7 @@ def load_image_pillow_cmyk(path):
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
-@pytest.mark.parametrize("kind", ["JPEG", "PNG"])
+@pytest.mark.parametrize("kind", ["JPEG", "PNG", "WEBP", "TIFF"])
 def test_exif_orientation_applied_as_opencv_does(tmp_path, orientation, kind):
     image = Image.fromarray(RGB[:, :260])
     exif = image.getexif()
