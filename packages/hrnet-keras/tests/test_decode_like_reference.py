@@ -194,3 +194,11 @@ def test_what_pillow_gave_before_differed(tmp_path):
     with Image.open(path) as image:
         before = np.asarray(image.convert("RGB")).astype(int)
     assert np.abs(before - reference(path)[0]).max() > 200
+
+
+def test_a_loaded_png_is_refused_saying_so(tmp_path):
+    path = pillow("RGB", "PNG")(tmp_path)
+    with Image.open(path) as image:
+        image.load()
+        with pytest.raises(ValueError, match="already loaded: storage unknown"):
+            decode_rgb(image)

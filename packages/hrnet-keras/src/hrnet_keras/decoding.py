@@ -22,6 +22,7 @@ _ORIENTED = {
 }
 _ADOBE_TRANSFORMS = {0: "Adobe CMYK", 2: "Adobe YCCK"}
 _TIFF_ALPHA = {0: "unspecified extra sample", 1: "associated alpha", 2: "unassociated alpha"}
+LOADED = "already loaded: storage unknown"
 
 
 class Unfaithful(ValueError):
@@ -47,7 +48,9 @@ def layout(image):
         if tags.get(284, 1) != 1:
             storage += ", planar"
         return kind, mode, storage
-    if kind in ("PNG", "BMP") and image.tile:
+    if kind in ("PNG", "BMP"):
+        if not image.tile:
+            return kind, mode, LOADED
         tile = image.tile[0]
         if tile.codec_name == "bmp_rle":
             return kind, mode, {1: "RLE8", 2: "RLE4"}[image.info["compression"]]
@@ -139,8 +142,9 @@ def describe(key):
 def decode_rgb(image):
     """The RGB pixels (a Pillow image) that mmpretrain's reference decode,
     `mmcv.imfrombytes(data, flag="color")` (OpenCV's IMREAD_COLOR) then BGR->RGB, gives
-    for an opened image, its EXIF orientation applied. Raises `Unfaithful` naming the
-    layout for one not in `DECODED`."""
+    for an image as `Image.open` gives it (not yet loaded: PNG and BMP tell their storage
+    only then), its EXIF orientation applied. Raises `Unfaithful` naming the layout for
+    one not in `DECODED`."""
     from PIL import Image
 
     key = layout(image)
