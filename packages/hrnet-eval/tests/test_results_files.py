@@ -164,15 +164,21 @@ def test_rows_not_from_the_published_file_say_so_everywhere(tmp_path, row_spec, 
     assert line.endswith(f"; UNPUBLISHED weights, {note}")
 
 
-def test_a_timm_row_says_its_own_pipeline_and_source(tmp_path):
+def test_a_timm_row_says_its_own_pipeline_and_source(tmp_path, monkeypatch):
+    import hashlib
+
+    from hub_cache import cache_repo
+
     from hrnet_eval.weights import is_published
     from hrnet_keras.configs import get_preset
 
     name = "hrnet_w18_small.gluon_in1k"
-    hub_file = "/hf/hub/models--timm--hrnet_w18_small.gluon_in1k/snapshots/a1/model.safetensors"
-    assert is_published(get_preset(name), hub_file, "7" * 64)
-    other_repo = hub_file.replace("small.gluon", "small.ms")
-    assert not is_published(get_preset(name), other_repo, "7" * 64)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    cache_repo(tmp_path / "hub", f"timm/{name}", {"model.safetensors": b"weights"}, "a1" * 20)
+    assert is_published(get_preset(name), hashlib.sha256(b"weights").hexdigest())
+    assert not is_published(get_preset(name), "7" * 64)  # not the bytes of the hub's file
+    other_row = get_preset("hrnet_w18_small.ms_in1k")  # its repository is not cached
+    assert not is_published(other_row, hashlib.sha256(b"weights").hexdigest())
     row_spec = spec(name, "/w/small.weights.h5", "7" * 64, published=True)
     row = results.make_row(name, [record(0, 100, 74, 91)], backend="jax", spec=row_spec)
     assert (row["family"], row["pipeline"]) == ("timm", "224/256 bicubic")

@@ -7,30 +7,15 @@ import os
 import numpy as np
 import pytest
 import reference_model
+from hub_cache import cache_repo
 
 from hrnet_keras import convert, create_model
 from hrnet_keras.checkpoints import file_sha256
-from hrnet_keras.checkpoints.checksums import ChecksumError, recorded_source
-from hrnet_keras.checkpoints.hub import HubError
+from hrnet_keras.checkpoints.checksums import ChecksumError, recorded_hub_source, recorded_source
+from hrnet_keras.checkpoints.hub import HubError, parse_handle, published_sha256
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 ROW = "hrnet_w18_small.gluon_in1k"
-
-
-def _cache_repo(hub, repo_id, files, commit=COMMIT, ref="main"):
-    """Lay out `repo_id` as huggingface_hub caches it: blobs named by sha256, a snapshot
-    of symlinks per commit, refs/<ref> naming the commit."""
-    root = hub / f"models--{repo_id.replace('/', '--')}"
-    (root / "blobs").mkdir(parents=True, exist_ok=True)
-    (root / "refs").mkdir(exist_ok=True)
-    (root / "refs" / ref).write_text(commit)
-    snapshot = root / "snapshots" / commit
-    snapshot.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        blob = root / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.write_bytes(data)
-        os.symlink(os.path.relpath(blob, snapshot), snapshot / name)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +30,7 @@ def hub(tmp_path, monkeypatch, timm_small):
     hub = tmp_path / "hf" / "hub"
     config = json.dumps({"architecture": "hrnet_w18_small", "num_classes": 1000}).encode()
     files = {"config.json": config, "model.safetensors": timm_small[1].read_bytes()}
-    _cache_repo(hub, f"timm/{ROW}", files)
+    cache_repo(hub, f"timm/{ROW}", files, COMMIT)
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HRNET_KERAS_CACHE", str(tmp_path / "keras-cache"))
@@ -72,6 +57,9 @@ def test_hub_name_and_row_load_offline_and_equal_timm(hub, timm_small, pixels, t
         "model.safetensors",
         file_sha256(timm_small[1]),
     )
+    # the repository and commit it came from, and the cache's own sha256 of that file
+    assert recorded_hub_source(converted) == (f"timm/{ROW}", COMMIT)
+    assert published_sha256(f"hf://timm/{ROW}") == file_sha256(timm_small[1])
 
 
 def test_convert_cli_takes_a_hub_name_and_infers_the_architecture(hub, tmp_path, capsys):
@@ -118,3 +106,95 @@ def test_uncached_offline_names_what_is_missing(hub, handle, message):
 def test_malformed_handle_is_refused_before_building():
     with pytest.raises(HubError, match="expected hf://OWNER/NAME"):
         create_model("hrnet-w18", weights="hf://timm")
+
+
+def test_a_file_outside_the_hub_cache_records_no_repository(hub, timm_small, tmp_path):
+    out = tmp_path / "out"
+    convert.convert_checkpoint(timm_small[1], ROW, out)
+    assert recorded_hub_source(out / f"{ROW}.weights.h5") == (None, None)
+
+
+@pytest.mark.parametrize(
+    "handle, revision",
+    [
+        (f"hf://timm/{ROW}", None),
+        (f"hf://timm/{ROW}@refs/pr/1", "refs/pr/1"),
+        (f"hf://timm/{ROW}@v1.0+local", "v1.0+local"),
+        (f"hf://timm/{ROW}@{COMMIT}", COMMIT),
+    ],
+)
+def test_revisions_may_hold_slashes(handle, revision):
+    assert parse_handle(handle) == (f"timm/{ROW}", revision)
+
+
+@pytest.mark.parametrize(
+    "handle, message",
+    [
+        (f"hf://timm/{ROW}@../../../outside", "no '.' or '..'"),
+        (f"hf://timm/{ROW}@refs/../../x", "no '.' or '..'"),
+        (f"hf://timm/{ROW}@/etc/passwd", "no leading or trailing '/'"),
+        (f"hf://timm/{ROW}@main/", "no leading or trailing '/'"),
+        (f"hf://timm/{ROW}@refs//pr", "not a branch, tag or commit name"),
+        (f"hf://timm/{ROW}@./main", "no '.' or '..'"),
+        (f"hf://timm/{ROW}@", "not a branch, tag or commit name"),
+        ("hf://timm/..", "expected hf://OWNER/NAME"),
+        ("hf://../timm", "expected hf://OWNER/NAME"),
+        ("hf://timm/a--b", "expected hf://OWNER/NAME"),
+        ("hf://timm/.hidden", "expected hf://OWNER/NAME"),
+        ("hf://timm/x/y", "expected hf://OWNER/NAME"),
+        ("hf:///timm/x", "expected hf://OWNER/NAME"),
+    ],
+)
+def test_names_that_are_not_names_are_refused_before_any_file_is_read(
+    hub, tmp_path, handle, message
+):
+    # what `@../../../outside` would read: a revision file outside the cache naming a
+    # commit that the cache holds
+    (tmp_path / "outside").write_text(COMMIT)
+    with pytest.raises(HubError, match=message) as err:
+        create_model("hrnet-w18-small", weights=handle)
+    assert "\n" not in str(err.value)
+
+
+def _set_ref(hub, make):
+    ref = hub / f"models--timm--{ROW}" / "refs" / "main"
+    ref.unlink()
+    make(ref)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda ref: ref.write_text("../../../outside"), "names no commit"),
+        (lambda ref: ref.mkdir(), "is not a file inside"),
+        (lambda ref: os.symlink(ref.parents[4] / "outside", ref), "is not a file inside"),
+    ],
+    ids=["not-a-commit", "a-folder", "a-link-outside"],
+)
+def test_a_cached_ref_must_lie_inside_the_cache_and_name_a_commit(hub, tmp_path, make, message):
+    (tmp_path / "outside").write_text(COMMIT)
+    _set_ref(hub, make)
+    with pytest.raises(HubError, match=message) as err:
+        create_model("hrnet-w18-small", weights=f"hf://timm/{ROW}")
+    assert "\n" not in str(err.value)
+    assert published_sha256(f"hf://timm/{ROW}") is None  # and never counts as published
+
+
+def test_a_snapshot_file_outside_the_cache_is_refused(hub, timm_small, tmp_path):
+    outside = tmp_path / hashlib.sha256(timm_small[1].read_bytes()).hexdigest()
+    outside.write_bytes(timm_small[1].read_bytes())
+    link = hub / f"models--timm--{ROW}" / "snapshots" / COMMIT / "model.safetensors"
+    link.unlink()
+    os.symlink(outside, link)
+    with pytest.raises(HubError, match="outside the cache folder"):
+        create_model("hrnet-w18-small", weights=f"hf://timm/{ROW}")
+    assert published_sha256(f"hf://timm/{ROW}") is None
+
+
+def test_published_is_the_file_main_names(hub, timm_small):
+    """Another commit of the repository with other bytes: `main` now names it."""
+    other = b"other bytes"
+    cache_repo(hub, f"timm/{ROW}", {"model.safetensors": other}, commit="f" * 40)
+    assert published_sha256(f"hf://timm/{ROW}") == hashlib.sha256(other).hexdigest()
+    assert published_sha256(f"hf://timm/{ROW}@{COMMIT}") == file_sha256(timm_small[1])
+    assert published_sha256("hf://timm/hrnet_w18.ms_aug_in1k") is None  # not cached

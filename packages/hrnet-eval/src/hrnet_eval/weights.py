@@ -65,14 +65,16 @@ def check_tensors(name, path, shapes, nonfinite, weights_dir):
         )
 
 
-def is_published(preset, source, source_sha256):
-    """Whether weights converted from `source` (file name, sha256) are `preset`'s
+def is_published(preset, source_sha256):
+    """Whether weights converted from a source of sha256 `source_sha256` are `preset`'s
     published checkpoint: by the sha256 prefix of the row's file name, or for a hub row
-    the file of its repository in the Hub cache (sha256 checked against its blob name)."""
+    the bytes of its repository's file in the Hub cache (whose blob name is its sha256)."""
     if source_sha256 is None:
         return False
-    if preset.hub_repo:  # the Hub cache's folder of that repository
-        return f"models--{preset.hub_repo.replace('/', '--')}" in Path(source).parts
+    if preset.hub_repo:
+        from hrnet_keras.checkpoints.hub import published_sha256
+
+        return source_sha256 == published_sha256(preset.url)
     return source_sha256.startswith(preset.sha256_prefix)
 
 
@@ -168,5 +170,5 @@ def resolve(name, weights_dir=None, *, allow_download=True, program_cache=None, 
         weights=str(converted),
         key="sha256:" + sha256,
         source_sha256=source_sha256,
-        published=is_published(preset, source, source_sha256),
+        published=is_published(preset, source_sha256),
     )

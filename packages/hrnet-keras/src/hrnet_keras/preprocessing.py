@@ -6,6 +6,7 @@ from importlib import resources
 import numpy as np
 
 from hrnet_keras.configs import IMAGENET_CLASSES, TEST_PIPELINE
+from hrnet_keras.decoding import Unfaithful, decode_rgb
 
 RESIZE_SHORT_EDGE = TEST_PIPELINE.resize_short_edge
 CROP_SIZE = TEST_PIPELINE.crop
@@ -76,60 +77,6 @@ def load_image(path, *, resize=RESIZE_SHORT_EDGE, crop=CROP_SIZE, interpolation=
     if refusal is not None:
         raise ValueError(f"Refusing image {path}: {refusal}")
     return center_crop(np.asarray(resize_short_edge(image, resize, interpolation)), crop)
-
-
-class Unfaithful(ValueError):
-    """An image whose decoded pixels here would differ from the reference decode's."""
-
-
-# Formats and Pillow modes whose `convert("RGB")` gives OpenCV's IMREAD_COLOR pixels
-# (checked against mmcv.imfrombytes in the tests); CMYK JPEGs and 16-bit grayscale PNGs
-# are converted as OpenCV does below; anything else is refused.
-FORMATS = ("JPEG", "MPO", "PNG", "BMP", "WEBP", "TIFF")
-SAME_AS_OPENCV = ("1", "L", "LA", "P", "RGB", "RGBA")
-GRAY16 = ("I;16", "I;16B", "I;16L", "I")
-ORIENTATION = 0x0112  # EXIF tag; its values 2-8 and what undoes each (EXIF 2.3, Pillow's own)
-_ORIENTED = {
-    2: "FLIP_LEFT_RIGHT",
-    3: "ROTATE_180",
-    4: "FLIP_TOP_BOTTOM",
-    5: "TRANSPOSE",
-    6: "ROTATE_270",
-    7: "TRANSVERSE",
-    8: "ROTATE_90",
-}
-
-
-def decode_rgb(image):
-    """The RGB pixels (a Pillow image) that mmpretrain's reference decode,
-    `mmcv.imfrombytes(data, flag="color")` (OpenCV's IMREAD_COLOR) then BGR->RGB, gives
-    for an opened image: 16-bit samples keep their high byte, CMYK JPEGs convert with
-    OpenCV's formula, the EXIF orientation is applied. Raises `Unfaithful` otherwise."""
-    from PIL import Image
-
-    kind, mode = image.format, image.mode
-    if kind not in FORMATS:
-        raise Unfaithful(f"{kind} images are not read here (only {', '.join(FORMATS)}).")
-    if mode in SAME_AS_OPENCV:
-        rgb = image.convert("RGB")
-    elif mode in GRAY16 and kind == "PNG":  # 16-bit grayscale: the high byte
-        gray = (np.asarray(image).astype("uint32") >> 8).astype("uint8")
-        rgb = Image.fromarray(np.repeat(gray[..., None], 3, axis=2))
-    elif mode == "CMYK" and kind in ("JPEG", "MPO"):
-        rgb = Image.fromarray(_cmyk_to_rgb(np.asarray(image)))
-    else:
-        raise Unfaithful(f"Pillow mode {mode} of a {kind} image has no conversion here.")
-    rgb.load()
-    transpose = _ORIENTED.get(image.getexif().get(ORIENTATION, 1))
-    return rgb if transpose is None else rgb.transpose(Image.Transpose[transpose])
-
-
-def _cmyk_to_rgb(cmyk):
-    """OpenCV's CMYK->RGB of a JPEG (icvCvt_CMYK2BGR_8u_C4C3R) from Pillow's CMYK, which
-    Pillow inverts (Adobe polarity) from the values the JPEG decoder gives."""
-    raw = 255 - cmyk.astype("int32")
-    k = raw[..., 3:]
-    return (k - (((255 - raw[..., :3]) * k) >> 8)).astype("uint8")
 
 
 def _size_refusal(width, height):

@@ -2,9 +2,12 @@
 
 Through `huggingface_hub` (the optional extra `hrnet-keras[hub]`): its cache
 (`HF_HUB_CACHE`, `HF_HOME`), `HF_HUB_OFFLINE=1` (cached files only) and the revision
-after `@` (branch, tag or commit; default `main`). The repository's `config.json`
-"architecture" must be the HRNet the model is built as, and `model.safetensors` must
-hash to its cache blob's name (the sha256 the Hub gives large files).
+after `@` (branch, tag or commit; default `main`). Names are checked before any file is
+touched: a repository id as the Hub allows them, a revision of `/`-separated names (as
+`refs/pr/1`) with no `.` or `..` among them, and a cached ref that lies inside its
+repository's `refs/` and names a commit. The repository's `config.json` "architecture"
+must be the HRNet the model is built as, and `model.safetensors` must be a blob of that
+repository in the cache that hashes to its name (the sha256 the Hub gives large files).
 """
 
 import dataclasses
@@ -19,8 +22,13 @@ from hrnet_keras.configs import TIMM_ARCHS
 SCHEME = "hf://"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-HANDLE = re.compile(r"^hf://([A-Za-z0-9][\w.-]*/[\w.-]+)(?:@([\w./-]+))?$")
+HANDLE = re.compile(r"^hf://([^@]*)(?:@(.*))?$")
+# The Hub's repository names: word characters, "-" and ".", starting and ending with a
+# word character, at most 96, no "--" or ".." (huggingface_hub's validate_repo_id).
+REPO_PART = re.compile(r"^(?!.*(--|\.\.))\w(?:[\w.-]{0,94}\w)?$")
+REVISION_PART = re.compile(r"^[\w.+-]+$")
 SHA256_NAME = re.compile(r"^[0-9a-f]{64}$")
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
 class HubError(CheckpointError):
@@ -45,14 +53,24 @@ def is_hub_handle(value):
 
 
 def parse_handle(handle):
-    """(repo_id, revision or None) of `hf://owner/name[@revision]`."""
+    """(repo_id, revision or None) of `hf://owner/name[@revision]`, both checked as names."""
     match = HANDLE.match(handle)
-    if not match:
+    parts = match.group(1).split("/") if match else []
+    if len(parts) != 2 or not all(REPO_PART.match(part) for part in parts):
         raise HubError(
             f"{handle!r} is not a hub checkpoint name; expected hf://OWNER/NAME[@REVISION], "
-            "e.g. hf://timm/hrnet_w18.ms_aug_in1k."
+            "e.g. hf://timm/hrnet_w18.ms_aug_in1k (names of letters, digits, '_', '-', '.')."
         )
-    return match.group(1), match.group(2)
+    revision = match.group(2)
+    if revision is not None and not all(
+        REVISION_PART.match(part) and part not in (".", "..") for part in revision.split("/")
+    ):
+        raise HubError(
+            f"{handle!r}: revision {revision!r} is not a branch, tag or commit name; expected "
+            "names of letters, digits, '_', '-', '.', '+' joined by '/' (e.g. main, v1.0, "
+            "refs/pr/1), no '.' or '..' among them and no leading or trailing '/'."
+        )
+    return match.group(1), revision
 
 
 def offline():
@@ -69,7 +87,7 @@ def hub_cache_dir():
     return None
 
 
-def _download(handle, repo_id, filename, revision, local_only):
+def _huggingface_hub(handle):
     try:
         import huggingface_hub
     except ImportError:
@@ -77,8 +95,46 @@ def _download(handle, repo_id, filename, revision, local_only):
             f"{handle} needs huggingface_hub: pip install 'hrnet-keras[hub]' "
             "(or pip install huggingface_hub)."
         ) from None
+    return huggingface_hub
+
+
+def repo_cache(repo_id):
+    """The real path of `repo_id`'s folder in the Hub cache in use."""
+    from huggingface_hub import constants
+
+    cache = hub_cache_dir() or constants.HF_HUB_CACHE
+    return os.path.join(os.path.realpath(cache), f"models--{repo_id.replace('/', '--')}")
+
+
+def _inside(path, folder):
+    return os.path.realpath(path).startswith(folder + os.sep)
+
+
+def _check_ref(handle, repo_id, revision):
+    """Refuse a cached ref that lies outside its repository's `refs/` or names no commit
+    (huggingface_hub reads it as the snapshot folder to use); an uncached one is fine."""
+    refs = os.path.join(repo_cache(repo_id), "refs")
+    ref = os.path.join(refs, revision)
+    if not os.path.lexists(ref):
+        return
+    if not _inside(ref, refs) or not os.path.isfile(ref):
+        raise HubError(
+            f"{handle}: the cached ref {ref} is not a file inside {refs} (it resolves to "
+            f"{os.path.realpath(ref)}); delete it and fetch the revision again."
+        )
+    with open(ref, "rb") as f:
+        commit = f.read(64).decode("ascii", "replace").strip()
+    if not COMMIT.match(commit):
+        raise HubError(
+            f"{handle}: the cached ref {ref} names no commit (40 hex digits); delete it and "
+            "fetch the revision again."
+        )
+
+
+def _download(handle, repo_id, filename, revision, local_only):
+    huggingface_hub = _huggingface_hub(handle)
     try:
-        return huggingface_hub.hf_hub_download(
+        path = huggingface_hub.hf_hub_download(
             repo_id,
             filename,
             revision=revision,
@@ -97,20 +153,73 @@ def _download(handle, repo_id, filename, revision, local_only):
         raise HubError(
             f"Cannot get {where} from the Hugging Face Hub ({type(exc).__name__}: {detail})." + hint
         ) from None
+    folder = repo_cache(repo_id)
+    if not _inside(path, folder):
+        raise HubError(
+            f"{handle}: {path} resolves to {os.path.realpath(path)}, outside the cache folder "
+            f"{folder} of {repo_id}; delete that snapshot and fetch it again."
+        )
+    return path
 
 
-def _check_blob(handle, path):
-    """sha256 of `path`, checked against the cache blob it links to (named by its sha256)."""
+def _blob_name(repo_id, path):
+    """The name of the blob of `repo_id` that `path` resolves to, if a sha256; else None."""
     real = os.path.realpath(path)
-    sha256 = file_sha256(real)
     blob = os.path.basename(real)
-    if os.path.basename(os.path.dirname(real)) == "blobs" and SHA256_NAME.match(blob):
-        if sha256 != blob:
-            raise ChecksumError(
-                f"{real}: sha256 {sha256[:12]}... is not the cache blob's name {blob[:12]}... "
-                f"({handle}); the cached file is damaged: delete it and download it again."
-            )
+    in_blobs = os.path.dirname(real) == os.path.join(repo_cache(repo_id), "blobs")
+    return blob if in_blobs and SHA256_NAME.match(blob) else None
+
+
+def _check_blob(handle, repo_id, path):
+    """sha256 of `path`, which must be a blob of `repo_id` in the cache named by its sha256."""
+    real = os.path.realpath(path)
+    blob = _blob_name(repo_id, path)
+    if blob is None:
+        raise HubError(
+            f"{handle}: {path} is not a blob of the cache named by its sha256 (it resolves to "
+            f"{real}); delete that snapshot and fetch it again."
+        )
+    sha256 = file_sha256(real)
+    if sha256 != blob:
+        raise ChecksumError(
+            f"{real}: sha256 {sha256[:12]}... is not the cache blob's name {blob[:12]}... "
+            f"({handle}); the cached file is damaged: delete it and download it again."
+        )
     return sha256
+
+
+def cache_origin(path, sha256):
+    """(repo_id, commit) when `path` is a Hub cache snapshot's file,
+    `.../models--OWNER--NAME/snapshots/COMMIT/FILE`, linking to a blob of that
+    repository named by `sha256` (the file's own, computed by the caller); else None."""
+    path = os.path.abspath(path)
+    snapshot = os.path.dirname(path)
+    folder = os.path.dirname(os.path.dirname(snapshot))
+    commit, name = os.path.basename(snapshot), os.path.basename(folder)
+    if os.path.basename(os.path.dirname(snapshot)) != "snapshots" or not COMMIT.match(commit):
+        return None
+    owner, _, repo = name.removeprefix("models--").partition("--")
+    if not name.startswith("models--") or not (REPO_PART.match(owner) and REPO_PART.match(repo)):
+        return None
+    blob = os.path.join(os.path.realpath(folder), "blobs", sha256)
+    return (f"{owner}/{repo}", commit) if os.path.realpath(path) == blob else None
+
+
+def published_sha256(handle):
+    """The sha256 of `model.safetensors` at the handle's revision (default `main`) in the
+    Hub cache, as its blob's name says; None if the cache does not hold it, or holds it
+    in a way `fetch` refuses (a ref outside the cache, a file not a blob). Reads the
+    cache only."""
+    repo_id, revision = parse_handle(handle)
+    try:
+        huggingface_hub = _huggingface_hub(handle)
+        _check_ref(handle, repo_id, revision or "main")
+    except HubError:
+        return None
+    path = huggingface_hub.try_to_load_from_cache(
+        repo_id, WEIGHTS_FILE, cache_dir=hub_cache_dir(), revision=revision
+    )
+    return _blob_name(repo_id, path) if isinstance(path, str) else None
 
 
 def _architecture(handle, config_path):
@@ -132,6 +241,8 @@ def fetch(handle, *, arch=None, local_only=False):
     without it the architecture is taken from there.
     """
     repo_id, revision = parse_handle(handle)
+    _huggingface_hub(handle)
+    _check_ref(handle, repo_id, revision or "main")
     config = _download(handle, repo_id, CONFIG_FILE, revision, local_only)
     architecture = _architecture(handle, config)
     found = TIMM_ARCHS.get(architecture)
@@ -151,7 +262,7 @@ def fetch(handle, *, arch=None, local_only=False):
         repo_id=repo_id,
         revision=revision or "main",
         path=path,
-        sha256=_check_blob(handle, path),
+        sha256=_check_blob(handle, repo_id, path),
         architecture=architecture,
         arch=found.name,
     )
