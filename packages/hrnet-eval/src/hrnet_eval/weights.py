@@ -10,8 +10,12 @@ from hrnet_keras.weight_shapes import expected_tensors, first_mismatch
 from hrnet_eval import programs
 from hrnet_eval.spec import ModelSpec
 from hrnet_eval.errors import EvalError, one_line
+from hrnet_eval.permissions import check_private, make_private
 
 CHECKED_FILE = "tensors.json"  # a checked entry's payload: how many tensors were read
+# What a stored verdict vouches for; another value is another key, so verdicts of fewer
+# checks (1: shapes and finite tensors) do not vouch for a file these checks have not seen.
+CHECKS = "shapes, finite tensors, finite fold (2)"
 _CONVERTING = threading.Lock()
 
 
@@ -65,6 +69,21 @@ def check_tensors(name, path, shapes, nonfinite, weights_dir):
         )
 
 
+def check_fold(name, path, weights_dir):
+    """Refuse weights whose BatchNorms do not fold into finite convs (`variance + epsilon
+    <= 0`, or NaN or inf after the fold): no image could get finite logits from them."""
+    import h5py
+    from hrnet_keras.fold_check import fold_problem
+
+    with h5py.File(path, "r") as f:
+        problem = fold_problem(name, lambda key: f[key][()])
+    if problem:
+        raise WeightsError(
+            f"{path}: {problem}: {name} cannot give finite logits. Convert it again: "
+            f"{convert_command(name, weights_dir)}"
+        )
+
+
 def is_published(preset, source, source_sha256):
     """Whether weights converted from `source` (file name, sha256) are `preset`'s
     published checkpoint: by the sha256 prefix of the row's file name, or for a hub row
@@ -78,7 +97,8 @@ def is_published(preset, source, source_sha256):
 
 def checked_key(name, sha256):
     """The program cache's key of "row `name`'s weights file with these bytes passed
-    `check_tensors`": a file with other bytes has another key."""
+    `check_tensors` and `check_fold`": a file with other bytes, or a verdict of other
+    checks (`CHECKS`), has another key."""
     import hrnet_keras
 
     return {
@@ -86,6 +106,7 @@ def checked_key(name, sha256):
         "format": programs.FORMAT,
         "row": name,
         "weights": f"sha256:{sha256}",
+        "checks": CHECKS,
         "hrnet_keras": hrnet_keras.__version__,
     }
 
@@ -131,6 +152,9 @@ def resolve(name, weights_dir=None, *, allow_download=True, program_cache=None, 
         from hrnet_keras.checkpoints import CheckpointError, DownloadError
         from hrnet_keras.convert import ensure_converted  # imports Keras
 
+        check_private(weights_dir, "--weights-dir")  # what is converted there is trusted
+        make_private(weights_dir)
+
         try:
             with _CONVERTING:  # one download and conversion at a time
                 ensure_converted(name, cache=weights_dir, allow_download=allow_download)
@@ -161,6 +185,7 @@ def resolve(name, weights_dir=None, *, allow_download=True, program_cache=None, 
         ) from None
     if shapes is not None:
         check_tensors(name, converted, shapes, nonfinite, weights_dir)
+        check_fold(name, converted, weights_dir)
         if cache is not None:
             _record_checked(cache, key, len(shapes))
     return ModelSpec(
