@@ -24,25 +24,31 @@ class WeightsError(EvalError, RuntimeError):
 
 
 def read_tensors(path):
-    """({dataset name: shape}, name of the first tensor holding NaN or inf, or None) of an
-    HDF5 weights file, each tensor read: a truncated file fails here (OSError), not in a
-    worker."""
+    """({dataset name: shape}, name of the first tensor holding NaN or inf or None, what
+    `fold_check.fold_problem` reads: {name: a vector, or a 4-D kernel's largest |value| per
+    output channel}) of an HDF5 weights file, each tensor read once: a truncated file fails
+    here (OSError), not in a worker."""
     import h5py
     import numpy as np
 
-    shapes, nonfinite = {}, []
+    shapes, nonfinite, folding = {}, [], {}
 
     def visit(key, item):
         if isinstance(item, h5py.Dataset):
             value = item[()]
             shapes[key] = item.shape
-            if not nonfinite and np.issubdtype(np.asarray(value).dtype, np.floating):
-                if not np.isfinite(value).all():
-                    nonfinite.append(key)
+            if not np.issubdtype(np.asarray(value).dtype, np.floating):
+                return
+            if not nonfinite and not np.isfinite(value).all():
+                nonfinite.append(key)
+            if value.ndim <= 1:
+                folding[key] = value
+            elif value.ndim == 4:
+                folding[key] = np.abs(value).reshape(-1, value.shape[-1]).max(axis=0)
 
     with h5py.File(path, "r") as f:
         f.visititems(visit)
-    return shapes, (nonfinite[0] if nonfinite else None)
+    return shapes, (nonfinite[0] if nonfinite else None), folding
 
 
 def tensor_shapes(path):
@@ -69,14 +75,13 @@ def check_tensors(name, path, shapes, nonfinite, weights_dir):
         )
 
 
-def check_fold(name, path, weights_dir):
+def check_fold(name, path, folding, weights_dir):
     """Refuse weights whose BatchNorms do not fold into finite convs (`variance + epsilon
-    <= 0`, or NaN or inf after the fold): no image could get finite logits from them."""
-    import h5py
+    <= 0`, or NaN or inf after the fold): no image could get finite logits from them.
+    `folding`: what `read_tensors` kept of the file."""
     from hrnet_keras.fold_check import fold_problem
 
-    with h5py.File(path, "r") as f:
-        problem = fold_problem(name, lambda key: f[key][()])
+    problem = fold_problem(name, folding.__getitem__)
     if problem:
         raise WeightsError(
             f"{path}: {problem}: {name} cannot give finite logits. Convert it again: "
@@ -174,7 +179,7 @@ def resolve(name, weights_dir=None, *, allow_download=True, program_cache=None, 
         key = checked_key(name, sha256)
         source, source_sha256 = recorded_source(converted)
         if not _was_checked(cache, key, out):
-            shapes, nonfinite = read_tensors(converted)
+            shapes, nonfinite, folding = read_tensors(converted)
             if not shapes:
                 raise OSError("it holds no tensors")
     except (OSError, KeyError, RuntimeError) as exc:
@@ -185,7 +190,7 @@ def resolve(name, weights_dir=None, *, allow_download=True, program_cache=None, 
         ) from None
     if shapes is not None:
         check_tensors(name, converted, shapes, nonfinite, weights_dir)
-        check_fold(name, converted, weights_dir)
+        check_fold(name, converted, folding, weights_dir)
         if cache is not None:
             _record_checked(cache, key, len(shapes))
     return ModelSpec(
