@@ -128,3 +128,30 @@ def test_verdicts_of_the_earlier_checks_do_not_vouch_for_a_file(tmp_path):
     programs.ProgramCache(cache).write(old_key, weights.CHECKED_FILE, lambda p: p.write_text("1"))
     with pytest.raises(WeightsError, match="moving_variance"):
         resolve("hrnet-w18", tmp_path, allow_download=False, program_cache=cache)
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow", "torch"])
+def test_the_file_of_the_issue_is_refused_before_the_start_on_every_backend(
+    capsys, tmp_path, photo_dir, backend
+):
+    """The per-batch finite check passed it on XLA:CPU (a fused ReLU + average pool turns
+    the NaN features into 0): it is refused in the driver, whatever the workers' backend."""
+    import h5py
+
+    from hrnet_eval.__main__ import main
+
+    weights_dir = tmp_path / "weights"
+    weights_dir.mkdir()
+    path = write_weights(weights_dir / "hrnet-w18.weights.h5", "hrnet-w18")
+    with h5py.File(path, "r+") as f:
+        f[f"{BATCHNORM}/vars/3"][...] = -1.0
+    labels = tmp_path / "labels.txt"
+    labels.write_text("n01440764\n" * 24)
+    argv = ["--models", "hrnet-w18", "--data", photo_dir, "--labels", labels, "--no-download"]
+    argv += ["--weights-dir", weights_dir, "--output", tmp_path / "out", "--backend", backend]
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith(f"error: {path}: BatchNorm {LAYER} ({BATCHNORM}/vars/3) has")
+    assert "in 36 channel(s)" in err[0] and "cluster" not in captured.out
