@@ -8,19 +8,10 @@ import sys
 
 import pytest
 
-from hrnet_eval.__main__ import main
 from hrnet_eval.permissions import PermissionsError, check_private, make_private
 from hrnet_eval.weights import resolve
 from ray_head import python_env
-
-
-def run_main(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err.strip().splitlines()
+from test_cli_errors import run_main
 
 
 def evaluate(capsys, tmp_path, *extra):
