@@ -23,8 +23,9 @@ class PermissionsError(EvalError, PermissionError):
 
 
 def writable_by_others(path, uid=None):
-    """Why a user other than `uid` (default: this process's) or root can write `path` or
-    the folders above it (the first such folder named), or None if no one can."""
+    """(why, the folder, "chmod" or "chown": what fixes it) where a user other than `uid`
+    (default: this process's) or root can write `path` or a folder above it (the first
+    such folder), or None if no one can."""
     uid = os.geteuid() if uid is None else uid
     path = Path(os.path.abspath(path))
     for folder in (path, *path.parents):
