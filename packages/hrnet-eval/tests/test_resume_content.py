@@ -19,6 +19,7 @@ from hrnet_eval.job import plan
 from hrnet_eval.spec import ModelSpec
 from hrnet_eval.store import ShardStore
 from ray_head import python_env
+from records import scored
 
 SPECS = {m: ModelSpec(m, f"/w/{m}.weights.h5", "sha256:" + m) for m in ("hrnet-w18", "hrnet-w30")}
 
@@ -56,7 +57,9 @@ def stored_run(dataset, output, shard_size=8):
     for model in models:
         for unit in planned.pending()[model]:
             shard = decode(dataset.items[unit.start : unit.end])
-            store.save(unit, planned.key(unit), {"skipped": [], "digests": shard["digests"]})
+            classes = [[1, 2, 3, 4, 5]] * len(shard["labels"])
+            record = scored(shard["labels"], classes, shard["names"], digests=shard["digests"])
+            store.save(unit, planned.key(unit), record)
     return store
 
 
@@ -147,7 +150,8 @@ planned = job.plan(dataset, store, specs, backend="jax", shard_size=8, skip_corr
 for unit in planned.pending()["hrnet-w18"]:
     n = unit.size
     store.save(unit, planned.key(unit), {"images": n, "top1_hits": 0, "top5_hits": 0, "labels": [0] * n,
-               "top5_classes": [[1, 2, 3, 4, 5]] * n, "skipped": [], "seconds": 1.0,
+               "top5_classes": [[1, 2, 3, 4, 5]] * n, "names": [str(i) for i in range(n)],
+               "skipped": [], "seconds": 1.0,
                "digests": decode(dataset.items[unit.start:unit.end])["digests"]})
 path = dataset.items[int(changed)].source
 stat = os.stat(path)

@@ -5,20 +5,16 @@ import os
 
 from hrnet_eval.data import Dataset, Item
 from hrnet_eval.job import plan
-from hrnet_eval.store import ShardStore, Unit
+from hrnet_eval.store import ShardStore, Unit, record_sha256
 from hrnet_eval.spec import ModelSpec
+from records import scored
 
 
 def result(images=4, top1=1, top5=2, skipped=()):
-    return {
-        "images": images,
-        "top1_hits": top1,
-        "top5_hits": top5,
-        "labels": [0] * images,
-        "top5_classes": [[0, 1, 2, 3, 4]] * images,
-        "skipped": list(skipped),
-        "seconds": 0.5,
-    }
+    """A record of `images` images labelled 0, `top1` of them first, `top5` in the top 5."""
+    classes = [[0, 1, 2, 3, 4]] * top1 + [[1, 0, 2, 3, 4]] * (top5 - top1)
+    classes += [[1, 2, 3, 4, 5]] * (images - top5)
+    return scored([0] * images, classes, skipped=skipped)
 
 
 def planned(data, store, specs, backend, shard_size, skip_corrupt):
@@ -44,7 +40,7 @@ def test_save_is_atomic_and_lookup_checks_the_key(tmp_path):
     unit = Unit("hrnet-w18", 8, 16)
     assert unit.shard_id == "00000008-00000016" and unit.size == 8
     assert store.lookup(unit, {"k": 1})[0] is None
-    record = store.save(unit, {"k": 1}, result())
+    record = store.save(unit, {"k": 1}, result(images=8))
     path = tmp_path / "shards" / "hrnet-w18" / "00000008-00000016.json"
     assert os.listdir(path.parent) == [path.name]  # no temporary file left
     assert json.loads(path.read_text()) == record
@@ -65,7 +61,7 @@ def test_plan_resumes_only_matching_shards(tmp_path):
     first, second, third = pending["hrnet-w18"]
     store.save(first, first_plan.key(first), result())
     skipped = [[data.items[5].source, "Cannot decode"]]
-    store.save(second, first_plan.key(second), result(skipped=skipped))
+    store.save(second, first_plan.key(second), result(images=3, skipped=skipped))
 
     done, pending, _, _ = planned(data, store, specs, "jax", 4, False)
     assert [r["start"] for r in done["hrnet-w18"]] == [0]
@@ -96,7 +92,7 @@ def test_images_changed_in_place_are_evaluated_again(tmp_path):
     _, pending, first_plan, redo = planned(data, store, specs, "jax", 4, False)
     assert not redo
     for unit in pending["hrnet-w18"]:
-        store.save(unit, first_plan.key(unit), result())
+        store.save(unit, first_plan.key(unit), result(images=unit.size))
     changed = data.items[5].source
     stat = os.stat(changed)
     with open(changed, "r+b") as f:
@@ -123,3 +119,53 @@ def test_lookup_says_why_a_record_is_not_reused(tmp_path):
     assert store.lookup(unit, {"data": 1, "weights": 2})[1] is None
     store.path(unit).write_text("[1, 2")
     assert store.lookup(unit, {"data": 1, "weights": 2}) == (None, "unreadable")
+
+
+def test_a_record_edited_on_disk_is_redone_naming_it(tmp_path):
+    """`"top1_hits": 2` -> `0`, same size, same mtime: caught by the record's sha256; with
+    the sha256 made to match, by its counts against its own top-5 classes and labels."""
+    store = ShardStore(tmp_path)
+    data = dataset(tmp_path / "data", 8)
+    specs = {"hrnet-w18": ModelSpec("hrnet-w18", None, "seed-0")}
+    first_plan = planned(data, store, specs, "jax", 4, False)[2]
+    for unit in first_plan.pending()["hrnet-w18"]:
+        store.save(unit, first_plan.key(unit), result(images=4, top1=2, top5=3))
+    path = store.path(Unit("hrnet-w18", 4, 8))
+    stat = os.stat(path)
+    text = path.read_text()
+    path.write_text(text.replace('"top1_hits":2', '"top1_hits":0'))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert os.stat(path).st_size == stat.st_size and path.read_text() != text
+    done, pending, _, redo = planned(data, store, specs, "jax", 4, False)
+    assert [r["start"] for r in done["hrnet-w18"]] == [0]
+    assert [(u.start, u.end) for u in pending["hrnet-w18"]] == [(4, 8)]
+    assert redo == {f"{path} does not match its sha256 (edited or damaged on disk)": 1}
+
+    record = json.loads(text)
+    record["top1_hits"] = 0
+    record["sha256"] = record_sha256(record)
+    path.write_text(json.dumps(record))
+    assert planned(data, store, specs, "jax", 4, False)[3] == {
+        f"{path} counts top1_hits 0, top5_hits 3 where its top-5 classes and labels give 2, 3": 1
+    }
+    record["top5_classes"][0] = [7, 0]
+    record["sha256"] = record_sha256(record)
+    path.write_text(json.dumps(record))
+    assert "not lists of 5 class indices" in next(
+        iter(planned(data, store, specs, "jax", 4, False)[3])
+    )
+
+
+def test_records_of_the_previous_format_are_redone(tmp_path):
+    """A record of format 2 (no sha256) is scored again once, as an older record format."""
+    store = ShardStore(tmp_path)
+    data = dataset(tmp_path / "data", 4)
+    specs = {"hrnet-w18": ModelSpec("hrnet-w18", None, "seed-0")}
+    first_plan = planned(data, store, specs, "jax", 4, False)[2]
+    unit = first_plan.pending()["hrnet-w18"][0]
+    record = store.save(unit, {**first_plan.key(unit), "format": 2}, result())
+    del record["sha256"]
+    store.path(unit).write_text(json.dumps(record))
+    done, pending, _, redo = planned(data, store, specs, "jax", 4, False)
+    assert done["hrnet-w18"] == [] and pending["hrnet-w18"] == [unit]
+    assert redo == {"an older record format": 1}

@@ -147,6 +147,19 @@ def test_labels_that_hit(flat_items):
     assert (result.images, result.top1_hits, result.top5_hits) == (6, 3, 6)
 
 
+def test_a_workers_record_holds_together_when_read_back(flat_items, tmp_path):
+    """What a worker scored, stored and looked up again, passes the resume checks (its
+    sha256, its counts recomputed from its own top-5 classes and labels)."""
+    from hrnet_eval.store import ShardStore, Unit
+
+    worker = StubWorker(backend="jax", batch_size=4)
+    worker.load(SPECS[0])
+    scored = score(worker, flat_items[:6])
+    store, unit = ShardStore(tmp_path), Unit("hrnet-w18", 0, 6)
+    saved = store.save(unit, {"data": 1}, scored.record("hrnet-w18"))
+    assert store.lookup(unit, {"data": 1}) == (saved, None)
+
+
 def test_corrupt_image_fails_or_is_skipped(flat_items, tmp_path):
     broken = tmp_path / "ILSVRC2012_val_00000003.JPEG"
     shutil.copyfile(flat_items[2].source, broken)

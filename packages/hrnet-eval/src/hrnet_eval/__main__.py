@@ -32,7 +32,9 @@ from hrnet_eval.config import (
     EvalConfig,
     default_compile_cache,
 )
+from hrnet_eval.console import quiet_print
 from hrnet_eval.errors import EvalError
+from hrnet_eval.preflight import batch_size_problem
 
 
 class Parser(argparse.ArgumentParser):
@@ -271,23 +273,27 @@ def parse_args(argv):
         parser.error("give --models NAME[,NAME...], --all, --family NAME, --demo or --list")
     elif not args.data:
         parser.error("give --data PATH (the ImageNet validation images), or try --demo")
-    return EvalConfig.from_namespace(args)
+    config = EvalConfig.from_namespace(args)
+    if batch_size_problem(config.batch_size, config.models):
+        parser.error(batch_size_problem(config.batch_size, config.models))
+    return config
 
 
 def main(argv=None):
     config = parse_args(argv)
     if config is None:
-        print(list_rows())
+        quiet_print(list_rows(), flush=True)
         return 0
     # The driver imports Keras only to convert weights; JAX loads fastest.
     os.environ.setdefault("KERAS_BACKEND", "jax")
-    from hrnet_eval import job
+    from hrnet_eval import job, preflight
     from hrnet_eval.cluster import stop_on_sigterm
 
     kept = f"finished shards are kept in {Path(config.output).resolve() / 'shards'}"
     stop_on_sigterm()
     try:
-        job.run(config)
+        preflight.check(config)
+        job.run(config, out=quiet_print)
     except EvalError as exc:
         hint = f" ({kept}; {exc.hint})" if exc.hint else ""
         print(f"error: {exc}{hint}", file=sys.stderr)

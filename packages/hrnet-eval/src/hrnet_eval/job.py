@@ -14,6 +14,7 @@ from pathlib import Path
 from hrnet_eval import cluster, demo, prebuild, resume, results
 from hrnet_eval.data import DataError, load_dataset, shards
 from hrnet_eval.errors import EvalError
+from hrnet_eval.permissions import make_private
 from hrnet_eval.progress import Progress, format_duration
 from hrnet_eval.policy import row_groups
 from hrnet_eval.scheduler import Resources, Scheduler
@@ -146,7 +147,7 @@ def check_output(output):
     there; returns the folders it created (outermost first)."""
     created = [p for p in (output, *output.parents) if not os.path.lexists(p)][::-1]
     try:
-        output.mkdir(parents=True, exist_ok=True)
+        make_private(output)  # new folders 0700: only this user writes what is read back
         with tempfile.TemporaryFile(dir=output):
             pass
     except (FileExistsError, NotADirectoryError):

@@ -5,16 +5,21 @@ names and digests); each row's part is stored as
 OUTPUT/shards/<model>/<start>-<end>.json, written atomically, with the fields of
 `ScoredShard.record`. A shard file is reused only if its key (record format,
 data fingerprint, file stamp, weights identity, backend, preprocessing) equals
-the key of the unit being planned.
+the key of the unit being planned, its `sha256` (over the canonical record, `record_sha256`)
+is that of its contents, and its counts are those its own top-5 classes and labels give
+(`recount`): a record edited on disk is scored again, the log naming it.
 """
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
 from hrnet_keras.files import atomic_write
 
-RECORD_FORMAT = 2  # 2: counts named top1_hits / top5_hits (1: top1 / top5)
+# 3: a sha256 over the canonical record; 2: counts named top1_hits / top5_hits (1: top1 / top5)
+RECORD_FORMAT = 3
+TOP_K = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +83,9 @@ class ShardStore:
         return self.root / unit.model / f"{unit.shard_id}.json"
 
     def lookup(self, unit, key):
-        """(record, None) if `unit` was stored under `key`; else (None, why): None for no
-        file, "unreadable", or the first field of `key` that differs."""
+        """(record, None) if `unit` was stored under `key` and the record is intact; else
+        (None, why): None for no file, "unreadable", the first field of `key` that differs,
+        or (a record that does not hold together) the file and what is wrong with it."""
         path = self.path(unit)
         try:
             record = json.loads(path.read_text())
@@ -88,14 +94,74 @@ class ShardStore:
         except (OSError, ValueError):
             return None, "unreadable"  # half-written by something else: redo it
         stored = record.get("key") if isinstance(record, dict) else None
-        if stored == key:
-            return record, None
-        stored = stored if isinstance(stored, dict) else {}
-        return None, next((f for f in key if stored.get(f) != key[f]), "unreadable")
+        if stored != key:
+            stored = stored if isinstance(stored, dict) else {}
+            return None, next((f for f in key if stored.get(f) != key[f]), "unreadable")
+        wrong = damage(record, unit)
+        if wrong:
+            return None, f"{path} {wrong}"
+        return record, None
 
     def save(self, unit, key, result):
-        """Write the record of a finished unit atomically; returns it."""
+        """Write the record of a finished unit atomically, with its `sha256`; returns it."""
         record = {"model": unit.model, "start": unit.start, "end": unit.end, "key": key, **result}
+        record["sha256"] = record_sha256(record)
         with atomic_write(self.path(unit)) as tmp:
             tmp.write_text(json.dumps(record, separators=(",", ":")))
         return record
+
+
+def record_sha256(record):
+    """sha256 of `record`'s canonical JSON (keys sorted, no spaces), its "sha256" left out."""
+    fields = {k: v for k, v in record.items() if k != "sha256"}
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def recount(top5_classes, labels):
+    """(top-1 hits, top-5 hits) that per-image top-5 classes give against `labels`."""
+    top1 = sum(int(t[0] == y) for t, y in zip(top5_classes, labels))
+    top5 = sum(int(y in t) for t, y in zip(top5_classes, labels))
+    return top1, top5
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def damage(record, unit):
+    """What is wrong with a stored `record` of `unit` whose key matched (its sha256, its
+    shape, its counts against its own top-5 classes and labels), or None if nothing."""
+    if record.get("sha256") != record_sha256(record):
+        return "does not match its sha256 (edited or damaged on disk)"
+    if (record.get("model"), record.get("start"), record.get("end")) != (
+        unit.model,
+        unit.start,
+        unit.end,
+    ):
+        return "is the record of another row or range"
+    fields = ("images", "top1_hits", "top5_hits", "top5_classes", "labels", "names", "skipped")
+    values = [record.get(f) for f in fields]
+    images, top1, top5, classes, labels, names, skipped = values
+    if not (
+        all(map(_is_int, (images, top1, top5))) and all(isinstance(v, list) for v in values[3:])
+    ):
+        return "lacks counts, top-5 classes, labels, names or skipped images"
+    if not images == len(classes) == len(labels) == len(names):
+        return (
+            f"counts {images} images but holds {len(classes)} top-5 lists, {len(labels)} "
+            f"labels, {len(names)} names"
+        )
+    if images + len(skipped) != unit.size:
+        return f"accounts for {images + len(skipped)} of its {unit.size} images"
+    if not all(
+        isinstance(t, list) and len(t) == TOP_K and all(map(_is_int, t)) for t in classes
+    ) or not all(map(_is_int, labels)):
+        return "holds top-5 classes or labels that are not lists of 5 class indices"
+    fresh = recount(classes, labels)
+    if (top1, top5) != fresh:
+        return (
+            f"counts top1_hits {top1}, top5_hits {top5} where its top-5 classes and labels "
+            f"give {fresh[0]}, {fresh[1]}"
+        )
+    return None

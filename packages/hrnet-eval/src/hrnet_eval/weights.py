@@ -10,8 +10,12 @@ from hrnet_keras.weight_shapes import expected_tensors, first_mismatch
 from hrnet_eval import programs
 from hrnet_eval.spec import ModelSpec
 from hrnet_eval.errors import EvalError, one_line
+from hrnet_eval.permissions import check_private, make_private
 
 CHECKED_FILE = "tensors.json"  # a checked entry's payload: how many tensors were read
+# What a stored verdict vouches for; another value is another key, so verdicts of fewer
+# checks (1: shapes and finite tensors) do not vouch for a file these checks have not seen.
+CHECKS = "shapes, finite tensors, finite fold (2)"
 _CONVERTING = threading.Lock()
 
 
@@ -20,25 +24,31 @@ class WeightsError(EvalError, RuntimeError):
 
 
 def read_tensors(path):
-    """({dataset name: shape}, name of the first tensor holding NaN or inf, or None) of an
-    HDF5 weights file, each tensor read: a truncated file fails here (OSError), not in a
-    worker."""
+    """({dataset name: shape}, name of the first tensor holding NaN or inf or None, what
+    `fold_check.fold_problem` reads: {name: a vector, or a 4-D kernel's largest |value| per
+    output channel}) of an HDF5 weights file, each tensor read once: a truncated file fails
+    here (OSError), not in a worker."""
     import h5py
     import numpy as np
 
-    shapes, nonfinite = {}, []
+    shapes, nonfinite, folding = {}, [], {}
 
     def visit(key, item):
         if isinstance(item, h5py.Dataset):
             value = item[()]
             shapes[key] = item.shape
-            if not nonfinite and np.issubdtype(np.asarray(value).dtype, np.floating):
-                if not np.isfinite(value).all():
-                    nonfinite.append(key)
+            if not np.issubdtype(np.asarray(value).dtype, np.floating):
+                return
+            if not nonfinite and not np.isfinite(value).all():
+                nonfinite.append(key)
+            if value.ndim <= 1:
+                folding[key] = value
+            elif value.ndim == 4:
+                folding[key] = np.abs(value).reshape(-1, value.shape[-1]).max(axis=0)
 
     with h5py.File(path, "r") as f:
         f.visititems(visit)
-    return shapes, (nonfinite[0] if nonfinite else None)
+    return shapes, (nonfinite[0] if nonfinite else None), folding
 
 
 def tensor_shapes(path):
@@ -65,6 +75,20 @@ def check_tensors(name, path, shapes, nonfinite, weights_dir):
         )
 
 
+def check_fold(name, path, folding, weights_dir):
+    """Refuse weights whose BatchNorms do not fold into finite convs (`variance + epsilon
+    <= 0`, or NaN or inf after the fold): no image could get finite logits from them.
+    `folding`: what `read_tensors` kept of the file."""
+    from hrnet_keras.fold_check import fold_problem
+
+    problem = fold_problem(name, folding.__getitem__)
+    if problem:
+        raise WeightsError(
+            f"{path}: {problem}: {name} cannot give finite logits. Convert it again: "
+            f"{convert_command(name, weights_dir)}"
+        )
+
+
 def is_published(preset, source_sha256):
     """Whether weights converted from a source of sha256 `source_sha256` are `preset`'s
     published checkpoint: by the sha256 prefix of the row's file name, or for a hub row
@@ -80,7 +104,8 @@ def is_published(preset, source_sha256):
 
 def checked_key(name, sha256):
     """The program cache's key of "row `name`'s weights file with these bytes passed
-    `check_tensors`": a file with other bytes has another key."""
+    `check_tensors` and `check_fold`": a file with other bytes, or a verdict of other
+    checks (`CHECKS`), has another key."""
     import hrnet_keras
 
     return {
@@ -88,6 +113,7 @@ def checked_key(name, sha256):
         "format": programs.FORMAT,
         "row": name,
         "weights": f"sha256:{sha256}",
+        "checks": CHECKS,
         "hrnet_keras": hrnet_keras.__version__,
     }
 
@@ -133,6 +159,9 @@ def resolve(name, weights_dir=None, *, allow_download=True, program_cache=None, 
         from hrnet_keras.checkpoints import CheckpointError, DownloadError
         from hrnet_keras.convert import ensure_converted  # imports Keras
 
+        check_private(weights_dir, "--weights-dir")  # what is converted there is trusted
+        make_private(weights_dir)
+
         try:
             with _CONVERTING:  # one download and conversion at a time
                 ensure_converted(name, cache=weights_dir, allow_download=allow_download)
@@ -152,7 +181,7 @@ def resolve(name, weights_dir=None, *, allow_download=True, program_cache=None, 
         key = checked_key(name, sha256)
         source, source_sha256 = recorded_source(converted)
         if not _was_checked(cache, key, out):
-            shapes, nonfinite = read_tensors(converted)
+            shapes, nonfinite, folding = read_tensors(converted)
             if not shapes:
                 raise OSError("it holds no tensors")
     except (OSError, KeyError, RuntimeError) as exc:
@@ -163,6 +192,7 @@ def resolve(name, weights_dir=None, *, allow_download=True, program_cache=None, 
         ) from None
     if shapes is not None:
         check_tensors(name, converted, shapes, nonfinite, weights_dir)
+        check_fold(name, converted, folding, weights_dir)
         if cache is not None:
             _record_checked(cache, key, len(shapes))
     return ModelSpec(
