@@ -118,8 +118,7 @@ def build_parser():
     run.add_argument(
         "--backend",
         choices=("jax", "tensorflow", "torch"),
-        default="jax",
-        help="Keras backend of the workers (default: jax)",
+        help=f"Keras backend of the workers (default: {EvalConfig.backend})",
     )
     run.add_argument(
         "--batch-size",
@@ -178,15 +177,14 @@ def build_parser():
     run.add_argument(
         "--compile-cache",
         metavar="DIR",
-        default=default_compile_cache(),
-        help="JAX compilation cache of the workers, 'none' to disable " "(default: %(default)s)",
+        help="the JAX workers' programs and XLA's compiled code, 'none' to keep none "
+        f"(default: {default_compile_cache()})",
     )
     run.add_argument(
         "--progress-seconds",
         type=_non_negative_float,
-        default=DEFAULT_PROGRESS_SECONDS,
         metavar="S",
-        help="seconds between progress lines per model (default: %(default)g)",
+        help=f"seconds between progress lines per model (default: {DEFAULT_PROGRESS_SECONDS:g})",
     )
     return parser
 
@@ -281,12 +279,14 @@ def main(argv=None):
         return 0
     # The driver imports Keras only to convert weights; JAX loads fastest.
     os.environ.setdefault("KERAS_BACKEND", "jax")
-    from hrnet_eval import job
-    from hrnet_eval.cluster import stop_on_sigterm
+    from hrnet_eval import cluster
 
     kept = f"finished shards are kept in {Path(config.output).resolve() / 'shards'}"
-    stop_on_sigterm()
+    cluster.stop_on_sigterm()
     try:
+        cluster.prepare(config.address)  # before Ray's import (the job's modules import it)
+        from hrnet_eval import job
+
         job.run(config)
     except EvalError as exc:
         hint = f" ({kept}; {exc.hint})" if exc.hint else ""

@@ -51,23 +51,6 @@ class ScoredShard:
         return {**counts, **shared, "worker": self.worker}
 
 
-@dataclasses.dataclass(frozen=True)
-class Unit:
-    """One work unit: images [start, end) of the data set under one model."""
-
-    model: str
-    start: int
-    end: int
-
-    @property
-    def shard_id(self):
-        return f"{self.start:08d}-{self.end:08d}"
-
-    @property
-    def size(self):
-        return self.end - self.start
-
-
 class ShardStore:
     """Reads and writes finished shards under `root`/shards."""
 
@@ -75,7 +58,8 @@ class ShardStore:
         self.root = Path(root) / "shards"
 
     def path(self, unit):
-        return self.root / unit.model / f"{unit.shard_id}.json"
+        """Where `unit` (a `plan.Unit`) is stored."""
+        return self.root / unit.row / f"{unit.shard.id}.json"
 
     def lookup(self, unit, key):
         """(record, None) if `unit` was stored under `key`; else (None, why): None for no
@@ -95,7 +79,8 @@ class ShardStore:
 
     def save(self, unit, key, result):
         """Write the record of a finished unit atomically; returns it."""
-        record = {"model": unit.model, "start": unit.start, "end": unit.end, "key": key, **result}
+        shard = unit.shard
+        record = {"model": unit.row, "start": shard.start, "end": shard.end, "key": key, **result}
         with atomic_write(self.path(unit)) as tmp:
             tmp.write_text(json.dumps(record, separators=(",", ":")))
         return record
