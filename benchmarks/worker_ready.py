@@ -36,20 +36,22 @@ import common  # noqa: E402
 
 CHILD = {
     "after": r"""
-import sys, time
+import json, sys, time
 from hrnet_eval.config import WorkerConfig
 from hrnet_eval.demo import random_spec
 from hrnet_eval.worker import EvalWorker
 worker = EvalWorker(WorkerConfig(backend="jax", batch_size=8, compile_cache=sys.argv[1]))
 info = worker.load(random_spec("hrnet-w18"))
+print("STEPS", json.dumps(info.steps))
 print("RESULT", time.time(), info.how, "keras" in sys.modules, "tensorflow" in sys.modules)
 """,
     "before": r"""
-import sys, time
+import json, sys, time
 from hrnet_eval.demo import random_spec
 from hrnet_eval.worker import EvalWorker
 worker = EvalWorker(backend="jax", batch_size=8, cache_dir=sys.argv[1])
 info = worker.load(random_spec("hrnet-w18"))
+print("STEPS", json.dumps(info["steps"]))
 print("RESULT", time.time(), info["how"], "keras" in sys.modules, "tensorflow" in sys.modules)
 """,
 }
@@ -70,8 +72,10 @@ def measure(mode, code_root, cache):
     if run.returncode or line is None:
         raise SystemExit(f"{mode} failed:\n{run.stdout}\n{run.stderr}")
     _, ready, how, keras, tf = line.split()
+    steps = next((x[6:] for x in run.stdout.splitlines() if x.startswith("STEPS ")), "{}")
     return {
         "seconds": round(float(ready) - began, 2),
+        "steps": json.loads(steps),
         "how": how,
         "imports_keras": keras == "True",
         "imports_tensorflow": tf == "True",

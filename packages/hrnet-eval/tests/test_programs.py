@@ -211,18 +211,31 @@ def test_weights_file_folded_without_the_model_as_through_it(tmp_path, monkeypat
 
 
 WORKERS = r"""
-import json, sys
+import json, logging, sys
 import numpy as np
 from hrnet_eval.config import WorkerConfig
 from hrnet_eval.demo import random_spec
 from hrnet_eval.worker import EvalWorker
 
+hits = []  # compiles of a program that JAX served from its persistent cache (its log says)
+
+
+class Hits(logging.Handler):
+    def emit(self, record):
+        if record.getMessage().startswith("Persistent compilation cache hit for 'jit_hrnet_"):
+            hits.append(record)
+
+
+logging.getLogger("jax._src.compiler").setLevel(logging.DEBUG)
+logging.getLogger("jax._src.compiler").addHandler(Hits())
 images = np.random.default_rng(0).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
 out = {}
 for batch in (2, 3):  # two programs of one row
     worker = EvalWorker(WorkerConfig(batch_size=batch, compile_cache=sys.argv[1]))
+    before = len(hits)
     info = worker.load(random_spec(sys.argv[2]))
-    out[batch] = {"how": info.how, "notes": info.notes, "top5": worker.top5(info.row, images)[0]}
+    out[batch] = {"how": info.how, "notes": info.notes, "top5": worker.top5(info.row, images)[0],
+                  "cache_hit": len(hits) > before}
 print(json.dumps(out))
 """
 
@@ -255,6 +268,7 @@ def test_swapped_compiled_code_and_a_truncated_program_are_rebuilt_once(tmp_path
     the run after finds the cache healed."""
     cold = _workers(tmp_path)
     assert [cold[b]["how"] for b in (2, 3)] == ["built", "built"]
+    assert [cold[b]["cache_hit"] for b in (2, 3)] == [False, False]
     assert cold[2]["notes"] == cold[3]["notes"] == []
     files = {b: _compiled(tmp_path, b) for b in (2, 3)}
     assert [len(files[b]) for b in (2, 3)] == [1, 1]  # one executable each, recorded
@@ -279,11 +293,13 @@ def test_swapped_compiled_code_and_a_truncated_program_are_rebuilt_once(tmp_path
         f"compiled code {b} does not match its record: removed, compiling again"
     ]
     assert [damaged[x]["top5"] for x in (2, 3)] == [cold[x]["top5"] for x in (2, 3)]
+    assert [damaged[x]["cache_hit"] for x in (2, 3)] == [False, False]  # compiled again
     assert a.read_bytes() != swapped[1] and b.read_bytes() != swapped[0]
 
     healed = _workers(tmp_path)
     assert [healed[x]["notes"] for x in (2, 3)] == [[], []]
     assert [healed[x]["how"] for x in (2, 3)] == ["cached", "cached"]
+    assert [healed[x]["cache_hit"] for x in (2, 3)] == [True, True]  # checked, then loaded
     assert [healed[x]["top5"] for x in (2, 3)] == [cold[x]["top5"] for x in (2, 3)]
 
 
