@@ -31,7 +31,9 @@ for a job's own local cluster, a process of the driver started before the cluste
 Keras nor TensorFlow.
 """
 
+import atexit
 import contextlib
+import fcntl
 import functools
 import hashlib
 import importlib.metadata
@@ -226,8 +228,6 @@ class ProgramCache:
     def lock(self, name):
         """Held while `name` is being built: builders of one node wait for each other
         instead of building the same entries twice."""
-        import fcntl
-
         path = self.root / "locks" / f"{name}.lock"
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.parent.mkdir(exist_ok=True, mode=0o700)
@@ -396,8 +396,6 @@ class Loader:
         self.private = config.compile_cache is None
         self.compile_cache = config.compile_cache or tempfile.mkdtemp(prefix="hrnet-eval-")
         if self.private:
-            import atexit
-
             atexit.register(shutil.rmtree, self.compile_cache, ignore_errors=True)
         else:
             os.makedirs(self.compile_cache, mode=0o700, exist_ok=True)
@@ -405,7 +403,7 @@ class Loader:
         self._lock = threading.Lock()  # guards the dicts below
         self._build_lock = threading.Lock()  # builds in this process: Keras is not thread-safe
         self._builds = {}  # (program digest, weights keys) -> Build
-        self._calls = {}  # program digest -> [jitted call, lock over its first call, compiled]
+        self._calls = {}  # compiled name -> [jitted call, lock over its first call, compiled]
         self._compile_lock = threading.Lock()  # first calls of newly built programs
 
     def load(self, spec, group_specs):

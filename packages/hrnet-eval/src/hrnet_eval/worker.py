@@ -23,6 +23,7 @@ its first row's entries are checked and read.
 
 import dataclasses
 import os
+import resource
 import sys
 import threading
 import time
@@ -236,8 +237,6 @@ def to_numpy(tensor):
 
 def peak_rss_mib():
     """This process's peak resident set size so far, in MiB."""
-    import resource
-
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024  # bytes on macOS
 
