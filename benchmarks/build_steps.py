@@ -31,7 +31,7 @@ from hrnet_eval import programs
 from hrnet_eval.spec import ModelSpec
 cache, rows = sys.argv[1], json.loads(sys.argv[2])
 specs = [ModelSpec(name=name, weights=path, key="bench-" + name) for name, path in rows]
-steps = programs.build(cache, specs, programs.Target("cpu", "cpu", 8))
+steps = programs.build(cache, specs, 8)
 print(json.dumps({"steps": steps, "seconds": round(time.perf_counter() - began, 2)}))
 """
 

@@ -13,7 +13,7 @@ Rounds interleave the variants. Each measurement then starts the JAX worker acto
 (`EvalWorker`, 1 CPU) twice, in the order of the round, and reports seconds from asking
 for it to its first reply: with its environment as a runtime_env of its own (the code
 before 2026-12-04: Ray starts a new process for it) and set by the worker itself
-(`EvalWorker(env=...)`: Ray gives it one of its idle workers), and a decode task
+(`WorkerConfig(env=...)`: Ray gives it one of its idle workers), and a decode task
 again, plain (now) and with the decode tasks' runtime_env of before 2026-12-05, and a build
 task's start, with the builder's runtime_env (before 2026-12-06) and setting its environment
 itself with `max_calls=1` (now). `--profile` adds where
@@ -78,7 +78,7 @@ for how in order:
 # A build task (up to its first line of work): with the builder's environment as a
 # runtime_env (before 2026-12-06) and as the build task now takes it (set by the task
 # itself, max_calls=1); "idle_pid": whether Ray ran it in one of its idle workers.
-from hrnet_eval.worker import apply_env
+from hrnet_eval.cluster import apply_env
 idle_pids = {p.pid for p in psutil.Process().children(recursive=True) if p.name() == "ray::IDLE"}
 def build_probe(env):
     apply_env(env)
@@ -96,17 +96,18 @@ for how in order:
     pid = ray.get(remote.remote(*args))
     build[how] = round(time.time() - asked, 2)
     build[how + "_idle_pid"] = pid in idle_pids
+from hrnet_eval.config import WorkerConfig
 from hrnet_eval.worker import EvalWorker
 env = cluster.worker_env("jax", 0, None, 1)
 actor = {}
 for how in order:
-    options, kwargs = {"num_cpus": 1, "max_restarts": 0}, {"backend": "jax", "batch_size": 8}
+    options, config = {"num_cpus": 1, "max_restarts": 0}, WorkerConfig(batch_size=8)
     if how == "runtime_env":
         options["runtime_env"] = {"env_vars": env}
     else:
-        kwargs["env"] = env
+        config = WorkerConfig(batch_size=8, env=env)
     asked = time.time()
-    worker = ray.remote(EvalWorker).options(**options).remote(**kwargs)
+    worker = ray.remote(EvalWorker).options(**options).remote(config)
     ray.get(worker.describe.remote())
     actor[how] = round(time.time() - asked, 2)
     ray.kill(worker)

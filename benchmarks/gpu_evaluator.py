@@ -76,11 +76,12 @@ def model_path(data, n, weights, batch, repeats=3):
     import numpy as np
 
     from hrnet_eval.spec import ModelSpec
+    from hrnet_eval.config import WorkerConfig
     from hrnet_eval.worker import EvalWorker
 
     with multiprocessing.get_context("spawn").Pool(os.cpu_count()) as pool:
         images = np.stack(pool.map(_decode, jpegs(data, n), chunksize=16))
-    worker = EvalWorker(backend="jax", batch_size=batch)
+    worker = EvalWorker(WorkerConfig(backend="jax", batch_size=batch))
     began = time.perf_counter()
     worker.load(ModelSpec("hrnet-w18", str(weights), "bench"))
     loaded = time.perf_counter() - began

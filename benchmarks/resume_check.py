@@ -34,7 +34,10 @@ def main():
     data = args.data or os.path.join(tempfile.gettempdir(), "hrnet-resume-bench")
     common.write_jpegs(data, args.images, processes=os.cpu_count())
 
-    from hrnet_eval import cluster, resume
+    from hrnet_eval import cluster
+
+    cluster.prepare()  # before Ray's import: resume imports it
+    from hrnet_eval import resume
     from hrnet_eval.data import load_dataset
     from hrnet_eval.decode import chunks, decode
 

@@ -3,20 +3,20 @@
 Each measurement is a fresh Python process (what a Ray worker is), timed from its
 start to the row's first batch scored: imports, build (or cache read), compile,
 one forward pass. The row is W18 with the demo's seeded weights, batch 8, JAX
-on the CPU.
+on the CPU, through `EvalWorker.load` outside Ray (a missing program is built
+in-process, where the CLI runs the same steps in a builder task), with
+--compile-cache's folder as JAX's persistent cache, as a run's worker has it.
+cold: empty program and compilation caches; warm: the caches of the cold run.
 
-- "after": this checkout's `EvalWorker.load` on the JAX backend, outside Ray (the
-  program is built in-process, where the CLI runs the same steps in a builder
-  task). cold: empty program and compilation caches; warm: the caches of the
-  cold run.
-- "before": the `EvalWorker` of another checkout (`--before SRC`, e.g. a git worktree
-  of the previous commit): build, fold and compile in the worker. cold: empty JAX
-  compilation cache; warm: that cache.
+- "after": this checkout (`EvalWorker(WorkerConfig(...))`: programs for every platform,
+  compiled code checked against its record).
+- "before": another checkout (`--before SRC`, e.g. a git worktree of 6a96040, whose
+  `EvalWorker` takes keyword arguments and whose programs are keyed by device).
 
 Rounds are interleaved (before cold, before warm, after cold, after warm, ...);
 each figure is reported per round, with the median.
 
-    .venv/bin/python benchmarks/worker_ready.py --before /tmp/before [--rounds 2]
+    .venv/bin/python benchmarks/worker_ready.py --before /tmp/before [--rounds 3]
 """
 
 import argparse
@@ -36,20 +36,23 @@ import common  # noqa: E402
 
 CHILD = {
     "after": r"""
-import sys, time
+import json, sys, time
+from hrnet_eval.config import WorkerConfig
+from hrnet_eval.demo import random_spec
+from hrnet_eval.worker import EvalWorker
+worker = EvalWorker(WorkerConfig(backend="jax", batch_size=8, compile_cache=sys.argv[1]))
+info = worker.load(random_spec("hrnet-w18"))
+print("STEPS", json.dumps(info.steps))
+print("RESULT", time.time(), info.how, "keras" in sys.modules, "tensorflow" in sys.modules)
+""",
+    "before": r"""
+import json, sys, time
 from hrnet_eval.demo import random_spec
 from hrnet_eval.worker import EvalWorker
 worker = EvalWorker(backend="jax", batch_size=8, cache_dir=sys.argv[1])
 info = worker.load(random_spec("hrnet-w18"))
+print("STEPS", json.dumps(info["steps"]))
 print("RESULT", time.time(), info["how"], "keras" in sys.modules, "tensorflow" in sys.modules)
-""",
-    "before": r"""
-import sys, time
-from hrnet_eval.demo import random_spec
-from hrnet_eval.worker import EvalWorker
-worker = EvalWorker("jax", 8)
-worker.load([random_spec("hrnet-w18")])
-print("RESULT", time.time(), "in-process", "keras" in sys.modules, "tensorflow" in sys.modules)
 """,
 }
 
@@ -69,8 +72,10 @@ def measure(mode, code_root, cache):
     if run.returncode or line is None:
         raise SystemExit(f"{mode} failed:\n{run.stdout}\n{run.stderr}")
     _, ready, how, keras, tf = line.split()
+    steps = next((x[6:] for x in run.stdout.splitlines() if x.startswith("STEPS ")), "{}")
     return {
         "seconds": round(float(ready) - began, 2),
+        "steps": json.loads(steps),
         "how": how,
         "imports_keras": keras == "True",
         "imports_tensorflow": tf == "True",
@@ -80,7 +85,7 @@ def measure(mode, code_root, cache):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", type=Path, required=True, help="checkout of the old code")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "worker_ready_cpu.json")
     args = parser.parse_args()
     cpu = common.cpu_model()

@@ -83,3 +83,28 @@ def test_rows_per_worker():
     # 6 GiB: W18 + W30 would fit together, but a group may hold W64: one row per worker.
     assert rows_per_worker(rows, cpu, 6 * 2**30) == 1
     assert rows_per_worker(rows, cpu, 1, given=2) == 2
+
+
+def test_the_local_clusters_environment_is_set_before_rays_import():
+    """Ray reads its auth settings when imported: `prepare` (which `python -m hrnet_eval`
+    calls before the job's modules import Ray) sets the local cluster's token first; a
+    process that imported Ray before is refused with one line."""
+    import subprocess
+    import sys
+
+    code = (
+        "import ray\nfrom hrnet_eval import cluster\n"
+        "try:\n    cluster.connect(None)\nexcept cluster.ClusterError as e:\n    print(e)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.stdout.strip() == (
+        "Ray was imported before the local cluster's token was set: start the local cluster "
+        "from a fresh process (python -m hrnet_eval)."
+    ), run.stderr
+    code = (
+        "import os, sys\nfrom hrnet_eval import cluster\ncluster.prepare()\n"
+        "import hrnet_eval.job\ncluster.prepare()\n"  # once set, Ray's import does not undo it
+        "print(os.environ['RAY_AUTH_MODE'], len(os.environ['RAY_AUTH_TOKEN']), 'ray' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.stdout.strip() == "token 64 True", run.stderr

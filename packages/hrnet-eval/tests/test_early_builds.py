@@ -1,5 +1,5 @@
 """Programs built beside the local cluster's start: what is built early, the lock a worker's
-build task waits on, the entries it then finds, and a builder stopped without a target."""
+build task waits on, the entries it then finds, and a builder stopped mid-build."""
 
 import fcntl
 import multiprocessing
@@ -11,23 +11,26 @@ import pytest
 from hrnet_eval import cluster, prebuild, programs
 from hrnet_eval.demo import random_spec
 from hrnet_eval.spec import ModelSpec
-from hrnet_eval.store import Unit
 
 SMALL = "hrnet_w18_small.gluon_in1k"
-CPU8 = programs.Target(platform="cpu", device_kind="cpu", batch_size=8)
 
 
-def test_rows_without_work_or_with_weights_in_the_cache_are_not_built_early(tmp_path):
+def test_rows_without_work_or_with_entries_in_the_cache_are_not_built_early(tmp_path):
     w18, w32 = random_spec("hrnet-w18"), random_spec("hrnet-w32")
     ssld = ModelSpec("hrnet-w18-ssld", None, "keras-init-seed-1", seed=1)
     small = random_spec(SMALL)
     specs = {s.name: s for s in (w18, w32, ssld, small)}
-    pending = {name: [Unit(name, 0, 8)] for name in specs}
-    pending[w32.name] = []  # all its shards stored
+    left = [name for name in specs if name != w32.name]  # all of W32's shards stored
     cache = programs.ProgramCache(tmp_path)
-    cache.write(programs.weights_key(small), programs.WEIGHTS_FILE, lambda p: p.write_bytes(b"x"))
-    groups = prebuild.candidates(specs, pending, tmp_path)
+    for key in (programs.weights_key(small), programs.program_key(small, 8)):
+        cache.write(key, "payload", lambda p: p.write_bytes(b"x"))
+    groups = prebuild.candidates(specs, left, tmp_path, 8)
     assert [[s.name for s in group] for group in groups] == [["hrnet-w18", "hrnet-w18-ssld"]]
+    # another batch size is another program: built early
+    assert [[s.name for s in g] for g in prebuild.candidates(specs, left, tmp_path, 4)] == [
+        ["hrnet-w18", "hrnet-w18-ssld"],
+        [SMALL],
+    ]
 
 
 def _wait_locked(path, seconds=120):
@@ -46,24 +49,23 @@ def _wait_locked(path, seconds=120):
 
 
 def test_a_program_built_early_is_what_a_worker_build_then_finds(tmp_path):
-    """The builder holds the program's lock until it has a target and has written the
-    entries: a worker's build, waiting on that lock, then has nothing left to do, and the
-    weights are those a build in the worker's own task gives."""
+    """The builder holds the program's lock until it has written the entries: a worker's
+    build, waiting on that lock, then has nothing left to do, and the weights are those a
+    build in the worker's own task gives."""
     spec = random_spec(SMALL)
     arch = programs.architecture_key(spec)
-    early = prebuild.EarlyBuilds([[spec]], tmp_path / "early", cluster.builder_env())
+    early = prebuild.EarlyBuilds([[spec]], tmp_path / "early", 8, cluster.builder_env())
     try:
         _wait_locked(tmp_path / "early" / "locks" / f"{arch['arch']}.lock")
-        early.send(CPU8)
-        assert programs.build(tmp_path / "early", [spec], CPU8) == {spec.name: {}}
+        assert programs.build(tmp_path / "early", [spec], 8) == {spec.name: {}}
     finally:
         built = early.close()
     assert {"imports", "model", "fold", "export"} <= set(built[spec.name]) and early.notes == []
-    programs.build(tmp_path / "direct", [spec], CPU8)
+    programs.build(tmp_path / "direct", [spec], 8)
     entries = []
     for root in ("early", "direct"):
         cache = programs.ProgramCache(tmp_path / root)
-        cache.read(programs.program_key(spec, CPU8))
+        cache.read(programs.program_key(spec, 8))
         entries.append(programs.read_weights(cache.read(programs.weights_key(spec))))
     assert len(entries[0][0]) > 0  # trainable: every conv's kernel and bias, the head's
     for group_a, group_b in zip(*entries):
@@ -71,10 +73,10 @@ def test_a_program_built_early_is_what_a_worker_build_then_finds(tmp_path):
         assert all(np.array_equal(a, b) for a, b in zip(group_a, group_b))
 
 
-def test_a_builder_stopped_without_a_target_leaves_no_entry_and_no_lock(tmp_path):
+def test_a_builder_stopped_mid_build_leaves_no_entry_and_no_lock(tmp_path):
     spec = random_spec(SMALL)
     lock = tmp_path / "locks" / f"{programs.architecture_key(spec)['arch']}.lock"
-    early = prebuild.EarlyBuilds([[spec]], tmp_path, cluster.builder_env())
+    early = prebuild.EarlyBuilds([[spec]], tmp_path, 8, cluster.builder_env())
     _wait_locked(lock)
     assert early.close() == {}
     with open(lock, "a") as f:
@@ -90,11 +92,11 @@ def test_an_early_build_that_fails_is_noted_and_the_worker_build_reports_it(tmp_
     bad.write_bytes(b"not an HDF5 file")
     spec = ModelSpec(SMALL, str(bad), "sha256:broken")
     arch = programs.architecture_key(spec)["arch"]
-    early = prebuild.EarlyBuilds([[spec]], tmp_path / "cache", cluster.builder_env())
+    early = prebuild.EarlyBuilds([[spec]], tmp_path / "cache", 8, cluster.builder_env())
     try:
         _wait_locked(tmp_path / "cache" / "locks" / f"{arch}.lock")
         with pytest.raises(Exception, match="broken.weights.h5"):
-            programs.build(tmp_path / "cache", [spec], CPU8)
+            programs.build(tmp_path / "cache", [spec], 8)
         deadline = time.monotonic() + 120
         while _builders() and time.monotonic() < deadline:
             time.sleep(0.05)

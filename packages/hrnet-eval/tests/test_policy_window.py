@@ -2,17 +2,17 @@
 window holds, which group a worker takes."""
 
 from hrnet_eval.images import TABLE, Decoding
-from hrnet_eval.policy import Shard, Work, choose_group, nonfinite_reason, row_groups
-from hrnet_eval.store import Unit
+from hrnet_eval.plan import Shard
+from hrnet_eval.policy import Work, choose_group, nonfinite_reason, row_groups
 from hrnet_eval.window import DecodeWindow
 
 A, B = "hrnet-w18", "hrnet-w48"
-SHARDS = [(0, 4), (4, 8), (8, 12), (12, 16)]  # (start, end) of Units
+SHARDS = [(0, 4), (4, 8), (8, 12), (12, 16)]  # (start, end) of the shards
 BICUBIC = Decoding(224, 256, "bicubic")  # timm's gluon rows
 
 
 def work():
-    return Work({A: [Unit(A, *k) for k in SHARDS], B: [Unit(B, *k) for k in SHARDS[1:]]})
+    return Work({Shard(*k): (A, B) if k != SHARDS[0] else (A,) for k in SHARDS})
 
 
 def test_rows_are_sent_in_order_and_put_back_in_front():
@@ -74,7 +74,7 @@ def test_groups_and_the_group_a_worker_takes():
 
 def test_rows_of_another_decoding_wait_for_shards_of_their_own():
     c = "hrnet_w18_small.gluon_in1k"
-    w = Work({A: [Unit(A, 0, 4)], c: [Unit(c, 0, 4)]}, {c: BICUBIC})
+    w = Work({Shard(0, 4, TABLE): (A,), Shard(0, 4, BICUBIC): (c,)})
     assert w.todo == {A: [Shard(0, 4, TABLE)], c: [Shard(0, 4, BICUBIC)]}
     assert w.wanted({A, c}, set(), size=4) == [Shard(0, 4, BICUBIC), Shard(0, 4, TABLE)]
     # one call per decoding: the rows of the earliest open shard's decoding only

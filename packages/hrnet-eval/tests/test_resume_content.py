@@ -1,7 +1,6 @@
 """Resume on content: decode records a digest of each item's bytes; a resumed run hashes
 the stored shards' items again (Ray tasks) and redoes those whose bytes changed."""
 
-import collections
 import json
 import os
 import shutil
@@ -15,7 +14,7 @@ from hrnet_eval import resume
 from hrnet_eval.data import load_dataset
 from hrnet_eval.decode import chunks, decode, join
 from hrnet_eval.images import digest
-from hrnet_eval.job import plan
+from hrnet_eval.plan import Shard, Unit, make_plan
 from hrnet_eval.spec import ModelSpec
 from hrnet_eval.store import ShardStore
 from ray_head import python_env
@@ -53,12 +52,16 @@ def stored_run(dataset, output, shard_size=8):
     """Plan and store every shard as a finished run would (records carry the digests)."""
     store = ShardStore(output)
     models = list(SPECS)
-    planned = plan(dataset, store, SPECS, backend="jax", shard_size=shard_size, skip_corrupt=False)
-    for model in models:
-        for unit in planned.pending()[model]:
-            shard = decode(dataset.items[unit.start : unit.end])
-            classes = [[1, 2, 3, 4, 5]] * len(shard["labels"])
-            record = scored(shard["labels"], classes, shard["names"], digests=shard["digests"])
+    planned = make_plan(
+        dataset, store, SPECS, backend="jax", shard_size=shard_size, skip_corrupt=False
+    )
+    for shard, rows in planned.shards.items():
+        decoded = decode(dataset.items[shard.start : shard.end])
+        classes = [[1, 2, 3, 4, 5]] * len(decoded["labels"])
+        record = scored(decoded["labels"], classes, decoded["names"], digests=decoded["digests"])
+        for model in models:
+            assert model in rows
+            unit = Unit(model, shard)
             store.save(unit, planned.key(unit), record)
     return store
 
@@ -74,24 +77,22 @@ def test_same_size_and_mtime_other_pixels_is_redone(flat, tmp_path):
     with open(a, "wb") as f:
         f.write(data)
     os.utime(a, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    planned = plan(dataset, store, SPECS, backend="jax", shard_size=8, skip_corrupt=False)
-    done, pending, redo = planned.done, planned.pending(), planned.redo
-    assert all(len(done[m]) == 3 and not pending[m] for m in SPECS)  # the cheap key passes
-    hashed, _ = resume.verify(dataset.items, done, pending, redo, hasher=resume.hash_items)
-    assert hashed == 24
+    planned = make_plan(dataset, store, SPECS, backend="jax", shard_size=8, skip_corrupt=False)
+    assert all(len(planned.done[m]) == 3 for m in SPECS) and not planned.shards  # the cheap key
+    checked = planned.verify(hasher=resume.hash_items)
+    assert checked.hashed == 24
+    assert checked.shards == {Shard(8, 16): tuple(SPECS)}  # both rows score it again
     for model in SPECS:
-        assert [(u.start, u.end) for u in pending[model]] == [(8, 16)]
-        assert [r["start"] for r in done[model]] == [0, 16]
-    assert redo == {resume.CHANGED: 2}
+        assert [r["start"] for r in checked.done[model]] == [0, 16]
+    assert checked.redo == {resume.CHANGED: 2}
+    assert len(planned.done["hrnet-w18"]) == 3 and not planned.shards  # a new plan: unchanged
 
 
 def test_records_without_digests_are_redone():
     done = {"hrnet-w18": [{"start": 0, "end": 2}, {"start": 2, "end": 4, "digests": ["a"]}]}
-    pending, redo = {"hrnet-w18": []}, collections.Counter()
-    hashed, _ = resume.verify(["x"] * 4, done, pending, redo, hasher=lambda items: [])
-    assert hashed == 0 and done == {"hrnet-w18": []}
-    assert [(u.start, u.end) for u in pending["hrnet-w18"]] == [(0, 2), (2, 4)]
-    assert redo == {resume.UNRECORDED: 2}
+    stale, hashed = resume.stale(["x"] * 4, done, hasher=lambda items: [])
+    assert hashed == 0
+    assert stale == {("hrnet-w18", 0, 2): resume.UNRECORDED, ("hrnet-w18", 2, 4): resume.UNRECORDED}
 
 
 def test_batches_keep_each_files_items_together():
@@ -132,10 +133,13 @@ def test_ray_tasks_hash_as_decode_does(flat):
 
 JOB = """
 import json, os, sys, types
+from hrnet_eval import cluster
+cluster.prepare()  # as python -m hrnet_eval does, before the job's modules import Ray
 from hrnet_eval import job
 from hrnet_eval.__main__ import parse_args
 from hrnet_eval.decode import decode
 from hrnet_eval.data import load_dataset
+from hrnet_eval.plan import Unit, make_plan
 from hrnet_eval.store import ShardStore
 from hrnet_eval.weights import resolve
 
@@ -146,13 +150,13 @@ config = parse_args(argv)
 dataset = load_dataset(data, labels_file=labels)
 specs = {"hrnet-w18": resolve("hrnet-w18", weights, allow_download=False)}
 store = ShardStore(output)
-planned = job.plan(dataset, store, specs, backend="jax", shard_size=8, skip_corrupt=False)
-for unit in planned.pending()["hrnet-w18"]:
-    n = unit.size
+planned = make_plan(dataset, store, specs, backend="jax", shard_size=8, skip_corrupt=False)
+for shard in planned.shards:
+    n, unit = shard.size, Unit("hrnet-w18", shard)
     store.save(unit, planned.key(unit), {"images": n, "top1_hits": 0, "top5_hits": 0, "labels": [0] * n,
                "top5_classes": [[1, 2, 3, 4, 5]] * n, "names": [str(i) for i in range(n)],
                "skipped": [], "seconds": 1.0,
-               "digests": decode(dataset.items[unit.start:unit.end])["digests"]})
+               "digests": decode(dataset.items[shard.start:shard.end])["digests"]})
 path = dataset.items[int(changed)].source
 stat = os.stat(path)
 data_bytes = bytearray(open(path, "rb").read())
@@ -160,13 +164,12 @@ data_bytes[-3] ^= 0xFF  # other pixels, same size
 open(path, "wb").write(bytes(data_bytes))
 os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 redone = []
-def dispatch(config, dataset, specs, todo, store, out, joined, early=None):
-    pending = todo.pending()
-    redone.extend((u.start, u.end, joined) for u in pending["hrnet-w18"])
-    for unit in pending["hrnet-w18"]:
-        todo.done["hrnet-w18"].append(store.lookup(unit, todo.key(unit))[0] or {})
-    return {}, {}
-job._dispatch = dispatch
+def dispatch(self):
+    for shard in self.plan.shards:
+        unit = Unit("hrnet-w18", shard)
+        redone.append((shard.start, shard.end, self.joined))
+        self.done["hrnet-w18"].append(self.store.lookup(unit, self.plan.key(unit))[0] or {})
+job.Job.dispatch = dispatch
 lines = []
 job.run(config, out=lambda line, **_: lines.append(line))
 print(json.dumps({"lines": lines, "redone": redone}))

@@ -4,8 +4,8 @@ import json
 import os
 
 from hrnet_eval.data import Dataset, Item
-from hrnet_eval.job import plan
-from hrnet_eval.store import ShardStore, Unit, record_sha256
+from hrnet_eval.plan import Shard, Unit, make_plan
+from hrnet_eval.store import ShardStore, record_sha256
 from hrnet_eval.spec import ModelSpec
 from records import scored
 
@@ -18,9 +18,12 @@ def result(images=4, top1=1, top5=2, skipped=()):
 
 
 def planned(data, store, specs, backend, shard_size, skip_corrupt):
-    """(done, pending, the `Plan`, redo) of `plan`."""
-    p = plan(data, store, specs, backend=backend, shard_size=shard_size, skip_corrupt=skip_corrupt)
-    return p.done, p.pending(), p, p.redo
+    """(done, pending, the `Plan`, redo) of `make_plan`: pending as {row: [Unit]}."""
+    p = make_plan(
+        data, store, specs, backend=backend, shard_size=shard_size, skip_corrupt=skip_corrupt
+    )
+    pending = {row: [Unit(row, s) for s, rows in p.shards.items() if row in rows] for row in specs}
+    return {row: list(records) for row, records in p.done.items()}, pending, p, p.redo
 
 
 def dataset(root, n=10, label=0):
@@ -37,8 +40,8 @@ def dataset(root, n=10, label=0):
 
 def test_save_is_atomic_and_lookup_checks_the_key(tmp_path):
     store = ShardStore(tmp_path)
-    unit = Unit("hrnet-w18", 8, 16)
-    assert unit.shard_id == "00000008-00000016" and unit.size == 8
+    unit = Unit("hrnet-w18", Shard(8, 16))
+    assert unit.shard.id == "00000008-00000016" and unit.shard.size == 8
     assert store.lookup(unit, {"k": 1})[0] is None
     record = store.save(unit, {"k": 1}, result(images=8))
     path = tmp_path / "shards" / "hrnet-w18" / "00000008-00000016.json"
@@ -56,7 +59,7 @@ def test_plan_resumes_only_matching_shards(tmp_path):
     data = dataset(tmp_path / "data", 10)
     specs = {"hrnet-w18": ModelSpec("hrnet-w18", "/w/hrnet-w18.weights.h5", "sha256:aa")}
     done, pending, first_plan, _ = planned(data, store, specs, "jax", 4, False)
-    assert [(u.start, u.end) for u in pending["hrnet-w18"]] == [(0, 4), (4, 8), (8, 10)]
+    assert [(u.shard.start, u.shard.end) for u in pending["hrnet-w18"]] == [(0, 4), (4, 8), (8, 10)]
     assert done["hrnet-w18"] == []
     first, second, third = pending["hrnet-w18"]
     store.save(first, first_plan.key(first), result())
@@ -92,14 +95,14 @@ def test_images_changed_in_place_are_evaluated_again(tmp_path):
     _, pending, first_plan, redo = planned(data, store, specs, "jax", 4, False)
     assert not redo
     for unit in pending["hrnet-w18"]:
-        store.save(unit, first_plan.key(unit), result(images=unit.size))
+        store.save(unit, first_plan.key(unit), result(images=unit.shard.size))
     changed = data.items[5].source
     stat = os.stat(changed)
     with open(changed, "r+b") as f:
         f.write(b"\xff")  # same size, other bytes
     os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
     done, pending, _, redo = planned(data, store, specs, "jax", 4, False)
-    assert [(u.start, u.end) for u in pending["hrnet-w18"]] == [(4, 8)]
+    assert [(u.shard.start, u.shard.end) for u in pending["hrnet-w18"]] == [(4, 8)]
     assert [r["start"] for r in done["hrnet-w18"]] == [0]
     assert redo == {"images changed on disk": 1}
     other = {"hrnet-w18": ModelSpec("hrnet-w18", None, "seed-1")}
@@ -112,7 +115,7 @@ def test_images_changed_in_place_are_evaluated_again(tmp_path):
 
 def test_lookup_says_why_a_record_is_not_reused(tmp_path):
     store = ShardStore(tmp_path)
-    unit = Unit("hrnet-w18", 0, 4)
+    unit = Unit("hrnet-w18", Shard(0, 4))
     assert store.lookup(unit, {"data": 1, "weights": 2}) == (None, None)
     store.save(unit, {"data": 1, "weights": 2}, result())
     assert store.lookup(unit, {"data": 1, "weights": 3}) == (None, "weights")
@@ -127,10 +130,10 @@ def test_a_record_edited_on_disk_is_redone_naming_it(tmp_path):
     store = ShardStore(tmp_path)
     data = dataset(tmp_path / "data", 8)
     specs = {"hrnet-w18": ModelSpec("hrnet-w18", None, "seed-0")}
-    first_plan = planned(data, store, specs, "jax", 4, False)[2]
-    for unit in first_plan.pending()["hrnet-w18"]:
+    _, pending, first_plan, _ = planned(data, store, specs, "jax", 4, False)
+    for unit in pending["hrnet-w18"]:
         store.save(unit, first_plan.key(unit), result(images=4, top1=2, top5=3))
-    path = store.path(Unit("hrnet-w18", 4, 8))
+    path = store.path(Unit("hrnet-w18", Shard(4, 8)))
     stat = os.stat(path)
     text = path.read_text()
     path.write_text(text.replace('"top1_hits":2', '"top1_hits":0'))
@@ -138,7 +141,7 @@ def test_a_record_edited_on_disk_is_redone_naming_it(tmp_path):
     assert os.stat(path).st_size == stat.st_size and path.read_text() != text
     done, pending, _, redo = planned(data, store, specs, "jax", 4, False)
     assert [r["start"] for r in done["hrnet-w18"]] == [0]
-    assert [(u.start, u.end) for u in pending["hrnet-w18"]] == [(4, 8)]
+    assert [(u.shard.start, u.shard.end) for u in pending["hrnet-w18"]] == [(4, 8)]
     assert redo == {f"{path} does not match its sha256 (edited or damaged on disk)": 1}
 
     record = json.loads(text)
@@ -161,8 +164,8 @@ def test_records_of_the_previous_format_are_redone(tmp_path):
     store = ShardStore(tmp_path)
     data = dataset(tmp_path / "data", 4)
     specs = {"hrnet-w18": ModelSpec("hrnet-w18", None, "seed-0")}
-    first_plan = planned(data, store, specs, "jax", 4, False)[2]
-    unit = first_plan.pending()["hrnet-w18"][0]
+    _, pending, first_plan, _ = planned(data, store, specs, "jax", 4, False)
+    unit = pending["hrnet-w18"][0]
     record = store.save(unit, {**first_plan.key(unit), "format": 2}, result())
     del record["sha256"]
     store.path(unit).write_text(json.dumps(record))

@@ -81,7 +81,7 @@ def test_checked_file_is_not_read_again_and_other_bytes_are(tmp_path, monkeypatc
     path = tmp_path / "hrnet-w18.weights.h5"
     create_model("hrnet-w18").save_weights(path)
     cache = tmp_path / "cache"
-    first = resolve("hrnet-w18", tmp_path, allow_download=False, program_cache=cache)
+    first = resolve("hrnet-w18", tmp_path, allow_download=False, compile_cache=cache)
     (entry,) = (cache / "checked").iterdir()
     assert cache.stat().st_mode & 0o777 == 0o700
     (entry / weights.CHECKED_FILE).write_text("damaged")
@@ -91,7 +91,7 @@ def test_checked_file_is_not_read_again_and_other_bytes_are(tmp_path, monkeypatc
             "hrnet-w18",
             tmp_path,
             allow_download=False,
-            program_cache=cache,
+            compile_cache=cache,
             out=lambda line, **_: notes.append(line),
         )
         == first
@@ -106,13 +106,13 @@ def test_checked_file_is_not_read_again_and_other_bytes_are(tmp_path, monkeypatc
 
     with monkeypatch.context() as patch:
         patch.setattr(weights, "read_tensors", read_tensors)
-        assert resolve("hrnet-w18", tmp_path, allow_download=False, program_cache=cache) == first
+        assert resolve("hrnet-w18", tmp_path, allow_download=False, compile_cache=cache) == first
         with pytest.raises(AssertionError, match="read again"):  # same bytes, another row
-            resolve("hrnet-w18-ssld", tmp_path / "ssld", allow_download=False, program_cache=cache)
+            resolve("hrnet-w18-ssld", tmp_path / "ssld", allow_download=False, compile_cache=cache)
     # and the job's process imports neither Keras nor TensorFlow to do it
     code = (
         "import sys; from hrnet_eval.weights import resolve; "
-        f"resolve('hrnet-w18', {str(tmp_path)!r}, allow_download=False, program_cache={str(cache)!r}); "
+        f"resolve('hrnet-w18', {str(tmp_path)!r}, allow_download=False, compile_cache={str(cache)!r}); "
         "print(sorted({'keras', 'tensorflow', 'torch'} & set(sys.modules)))"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -123,4 +123,4 @@ def test_checked_file_is_not_read_again_and_other_bytes_are(tmp_path, monkeypatc
         f.visititems(lambda k, v: datasets.append(k) if isinstance(v, h5py.Dataset) else None)
         f[datasets[0]][(0,) * f[datasets[0]].ndim] = np.nan
     with pytest.raises(WeightsError, match=f"{path} holds NaN or inf in tensor {datasets[0]}"):
-        resolve("hrnet-w18", tmp_path, allow_download=False, program_cache=cache)
+        resolve("hrnet-w18", tmp_path, allow_download=False, compile_cache=cache)

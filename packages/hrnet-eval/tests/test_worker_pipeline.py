@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from hrnet_eval.config import WorkerConfig
 from hrnet_eval.data import Item, load_dataset
 from hrnet_eval.decode import chunks, decode, join
 from hrnet_eval.images import ImageError
@@ -44,7 +45,7 @@ class StubWorker(EvalWorker):
             top5 = np.argsort(-logits, axis=1, kind="stable")[:, :5]
             return top5, np.isfinite(logits).all(axis=1)
 
-        return classify, "stub", [], {}, []  # no locks over its first call
+        return classify, "stub", [], {}
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +101,10 @@ def test_each_row_decodes_with_its_own_pipeline(flat_items):
 
 
 def test_shards_chunks_and_batches_do_not_change_results(flat_items):
-    whole = StubWorker(backend="jax", batch_size=5)
+    whole = StubWorker(WorkerConfig(batch_size=5))
     whole.load(SPECS[0])
     whole = score(whole, flat_items, chunk=10)
-    pieces = StubWorker(backend="jax", batch_size=3)
+    pieces = StubWorker(WorkerConfig(batch_size=3))
     pieces.load(SPECS[0])
     parts = [score(pieces, flat_items[s : s + 7], chunk=2) for s in range(0, 24, 7)]
     got = whole.rows["hrnet-w18"]
@@ -120,9 +121,9 @@ def test_shards_chunks_and_batches_do_not_change_results(flat_items):
 
 
 def test_one_decode_serves_every_row(flat_items):
-    worker = StubWorker(backend="jax", batch_size=4)
+    worker = StubWorker(WorkerConfig(batch_size=4))
     infos = [worker.load(spec, SPECS) for spec in SPECS]
-    assert [info["row"] for info in infos] == ["hrnet-w18", "hrnet-w30"]
+    assert [info.row for info in infos] == ["hrnet-w18", "hrnet-w30"]
     assert worker.describe()["rows"] == ["hrnet-w18", "hrnet-w30"]
     result = score(worker, flat_items[:6], rows=("hrnet-w18", "hrnet-w30"))
     assert result.rows["hrnet-w18"].top5_classes == expected_top5(flat_items[:6])
@@ -141,7 +142,7 @@ def test_labels_that_hit(flat_items):
         Item(i.name, top5[k][0] if k < 3 else top5[k][4], i.source)
         for k, i in enumerate(flat_items[:6])
     ]
-    worker = StubWorker(backend="jax", batch_size=4)
+    worker = StubWorker(WorkerConfig(batch_size=4))
     worker.load(SPECS[0])
     result = score(worker, relabelled).rows["hrnet-w18"]
     assert (result.images, result.top1_hits, result.top5_hits) == (6, 3, 6)
@@ -150,12 +151,13 @@ def test_labels_that_hit(flat_items):
 def test_a_workers_record_holds_together_when_read_back(flat_items, tmp_path):
     """What a worker scored, stored and looked up again, passes the resume checks (its
     sha256, its counts recomputed from its own top-5 classes and labels)."""
-    from hrnet_eval.store import ShardStore, Unit
+    from hrnet_eval.plan import Shard, Unit
+    from hrnet_eval.store import ShardStore
 
-    worker = StubWorker(backend="jax", batch_size=4)
+    worker = StubWorker(WorkerConfig(batch_size=4))
     worker.load(SPECS[0])
     scored = score(worker, flat_items[:6])
-    store, unit = ShardStore(tmp_path), Unit("hrnet-w18", 0, 6)
+    store, unit = ShardStore(tmp_path), Unit("hrnet-w18", Shard(0, 6))
     saved = store.save(unit, {"data": 1}, scored.record("hrnet-w18"))
     assert store.lookup(unit, {"data": 1}) == (saved, None)
 
@@ -171,7 +173,7 @@ def test_corrupt_image_fails_or_is_skipped(flat_items, tmp_path):
     )
     with pytest.raises(ImageError, match=f"Cannot decode image {broken}"):
         decode(items)
-    worker = StubWorker(backend="jax", batch_size=2)
+    worker = StubWorker(WorkerConfig(batch_size=2))
     worker.load(SPECS[0])
     result = score(worker, items, chunk=4, skip_corrupt=True)
     assert result.rows["hrnet-w18"].images == 5
@@ -186,7 +188,7 @@ def test_corrupt_image_fails_or_is_skipped(flat_items, tmp_path):
 def test_non_finite_logits_are_named_not_counted_as_predictions(flat_items):
     """A row whose logits are not all finite reports the images; finite rows report none."""
     broken = ModelSpec("hrnet-w18", None, "nan")
-    worker = StubWorker(backend="jax", batch_size=3)
+    worker = StubWorker(WorkerConfig(batch_size=3))
     SPECS.append(broken)
     try:
         worker.load(broken, [broken, SPECS[1]])
@@ -212,30 +214,31 @@ def test_worker_sets_its_environment_before_any_framework(tmp_path):
     framework and the worker sets its environment; after a framework was imported with
     other values it refuses, naming the variable."""
     code = (
-        "import sys; from hrnet_eval.worker import EvalWorker, FRAMEWORKS; "
+        "import sys; from hrnet_eval.worker import EvalWorker; "
+        "from hrnet_eval.config import WorkerConfig; from hrnet_eval.cluster import FRAMEWORKS; "
         "assert not [m for m in FRAMEWORKS if m in sys.modules], sys.modules.keys(); "
-        "EvalWorker(backend='jax', batch_size=2, env={'HRNET_EVAL_PROBE': 'set'}); "
+        "EvalWorker(WorkerConfig(env={'HRNET_EVAL_PROBE': 'set'})); "
         "import os; print(os.environ['HRNET_EVAL_PROBE'])"
     )
     assert fresh_python(code) == "set"
     import jax  # noqa: F401  (imported here: a framework already there)
 
-    EvalWorker(backend="jax", batch_size=2, env={"PATH": os.environ["PATH"]})  # unchanged: fine
+    EvalWorker(WorkerConfig(env={"PATH": os.environ["PATH"]}))  # unchanged: fine
     with pytest.raises(WorkerError, match=r"imported jax.* \(HRNET_EVAL_PROBE=2\) was set"):
-        EvalWorker(backend="jax", batch_size=2, env={"HRNET_EVAL_PROBE": "2"})
+        EvalWorker(WorkerConfig(env={"HRNET_EVAL_PROBE": "2"}))
 
 
 def test_build_tasks_set_their_environment_before_jax():
     """A build task has no runtime_env either: it sets JAX on the CPU itself, before `build`
     imports JAX (the programs module imports no framework)."""
     code = (
-        "import os, sys; import hrnet_eval.programs as p; from hrnet_eval.worker import FRAMEWORKS; "
+        "import os, sys; import hrnet_eval.programs as p; from hrnet_eval.cluster import FRAMEWORKS; "
         "assert not [m for m in FRAMEWORKS if m in sys.modules]; "
         "p.build = lambda *args: (os.environ['HRNET_EVAL_PROBE'], args); "
-        "print(p.build_task({'HRNET_EVAL_PROBE': 'set'}, 'root', ['spec'], 'target'))"
+        "print(p.build_task({'HRNET_EVAL_PROBE': 'set'}, 'root', ['spec'], 8))"
     )
     out = fresh_python(code)
-    assert out == "('set', ('root', ['spec'], 'target'))"
+    assert out == "('set', ('root', ['spec'], 8))"
 
 
 def test_decode_tasks_import_no_framework():
@@ -244,7 +247,7 @@ def test_decode_tasks_import_no_framework():
     code = (
         "import sys, numpy as np, PIL.Image, tempfile, os; "
         "from hrnet_eval.decode import decode; from hrnet_eval.data import load_dataset; "
-        "from hrnet_eval.worker import FRAMEWORKS; "
+        "from hrnet_eval.cluster import FRAMEWORKS; "
         "root = tempfile.mkdtemp(); d = os.path.join(root, 'n01440764'); os.makedirs(d); "
         "PIL.Image.fromarray(np.zeros((300, 400, 3), 'uint8')).save(os.path.join(d, 'a.JPEG')); "
         "out = decode(load_dataset(root).items); "
@@ -255,12 +258,13 @@ def test_decode_tasks_import_no_framework():
 
 
 def test_worker_names_a_device_that_does_not_start():
-    """JAX's device starts on a thread of the worker's own; if it fails, the load (and a
-    build task asking for the target) gets a one-line error naming the cause."""
+    """JAX's device starts on a thread of the worker's own; if it fails, the load gets a
+    one-line error naming the cause."""
     code = (
         "from hrnet_eval.worker import EvalWorker, WorkerError; "
-        "w = EvalWorker(backend='jax', batch_size=2, env={'JAX_PLATFORMS': 'no-such-platform'})\n"
-        "try:\n    w.target()\nexcept WorkerError as e:\n    print(e)"
+        "from hrnet_eval.config import WorkerConfig; "
+        "w = EvalWorker(WorkerConfig(env={'JAX_PLATFORMS': 'no-such-platform'}))\n"
+        "try:\n    w.wait_device()\nexcept WorkerError as e:\n    print(e)"
     )
     out = fresh_python(code)
     assert "could not start JAX's device:" in out and "no-such-platform" in out

@@ -34,6 +34,7 @@ from hrnet_eval.config import (
 )
 from hrnet_eval.console import quiet_print
 from hrnet_eval.errors import EvalError
+from hrnet_eval import preflight
 from hrnet_eval.preflight import batch_size_problem
 
 
@@ -120,8 +121,7 @@ def build_parser():
     run.add_argument(
         "--backend",
         choices=("jax", "tensorflow", "torch"),
-        default="jax",
-        help="Keras backend of the workers (default: jax)",
+        help=f"Keras backend of the workers (default: {EvalConfig.backend})",
     )
     run.add_argument(
         "--batch-size",
@@ -180,15 +180,14 @@ def build_parser():
     run.add_argument(
         "--compile-cache",
         metavar="DIR",
-        default=default_compile_cache(),
-        help="JAX compilation cache of the workers, 'none' to disable " "(default: %(default)s)",
+        help="the JAX workers' programs and XLA's compiled code, 'none' to keep none "
+        f"(default: {default_compile_cache()})",
     )
     run.add_argument(
         "--progress-seconds",
         type=_non_negative_float,
-        default=DEFAULT_PROGRESS_SECONDS,
         metavar="S",
-        help="seconds between progress lines per model (default: %(default)g)",
+        help=f"seconds between progress lines per model (default: {DEFAULT_PROGRESS_SECONDS:g})",
     )
     return parser
 
@@ -286,13 +285,15 @@ def main(argv=None):
         return 0
     # The driver imports Keras only to convert weights; JAX loads fastest.
     os.environ.setdefault("KERAS_BACKEND", "jax")
-    from hrnet_eval import job, preflight
-    from hrnet_eval.cluster import stop_on_sigterm
+    from hrnet_eval import cluster
 
     kept = f"finished shards are kept in {Path(config.output).resolve() / 'shards'}"
-    stop_on_sigterm()
+    cluster.stop_on_sigterm()
     try:
         preflight.check(config)
+        cluster.prepare(config.address)  # before Ray's import (the job's modules import it)
+        from hrnet_eval import job
+
         job.run(config, out=quiet_print)
     except EvalError as exc:
         hint = f" ({kept}; {exc.hint})" if exc.hint else ""

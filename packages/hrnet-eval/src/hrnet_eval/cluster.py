@@ -9,7 +9,7 @@ import sys
 
 from hrnet_keras.configs import get_preset
 
-from hrnet_eval.errors import EvalError
+from hrnet_eval.errors import EvalError, WorkerError
 
 
 def local_cluster_env():
@@ -32,6 +32,24 @@ class ClusterError(EvalError, RuntimeError):
     """The cluster cannot host the workers asked for."""
 
 
+FRAMEWORKS = ("jax", "keras", "tensorflow", "torch")  # read the environment when imported
+
+
+def apply_env(env):
+    """Set `env` in this process's environment (`worker_env`, `builder_env`), as a worker
+    or builder does first; raises `WorkerError` where a framework that reads it was
+    imported before with other values."""
+    changed = {k: v for k, v in env.items() if os.environ.get(k) != v}
+    imported = [m for m in FRAMEWORKS if m in sys.modules]
+    if changed and imported:
+        raise WorkerError(
+            f"Worker pid {os.getpid()} imported {', '.join(imported)} before its environment "
+            f"({', '.join(f'{k}={v}' for k, v in changed.items())}) was set: start the worker "
+            "in a fresh process."
+        )
+    os.environ.update(changed)
+
+
 def stop_on_sigterm():
     """Turn SIGTERM (`ray job stop`, `kill`) into KeyboardInterrupt, so the driver stops
     cleanly; Ray's own handler, installed by `ray.init`, only logs a stack and dies."""
@@ -47,23 +65,33 @@ def cluster_address(address=None):
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
-def connect(address=None, *, num_cpus=None):
-    """Join the cluster at `address` / $RAY_ADDRESS (as under `ray job submit`),
-    else start a private local one. Returns a short description.
+_LOCAL_ENV_SET = []  # holds True once `prepare` set a local cluster's environment
 
-    Ray reads its auth settings when it is imported: a local cluster must be
-    started by a process that has not imported Ray yet.
-    """
+
+def prepare(address=None):
+    """Set this process's environment for the cluster it will join, before Ray is imported
+    (`python -m hrnet_eval` calls it first: the job's modules import Ray). For a private
+    local cluster (no `address` / $RAY_ADDRESS) that is `local_cluster_env`. Ray reads its
+    auth settings when it is imported: after that it is too late, and `connect` refuses."""
     # Errors of shards the driver stopped waiting for are not news.
     os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
+    if cluster_address(address) or _LOCAL_ENV_SET or "ray" in sys.modules:
+        return
+    os.environ.update(local_cluster_env())
+    _LOCAL_ENV_SET.append(True)
+
+
+def connect(address=None, *, num_cpus=None):
+    """Join the cluster at `address` / $RAY_ADDRESS (as under `ray job submit`),
+    else start a private local one (its environment set by `prepare`, here if not
+    before). Returns a short description."""
     address = cluster_address(address)
-    if not address:
-        if "ray" in sys.modules:
-            raise ClusterError(
-                "Ray was imported before the local cluster's token was set: start the "
-                "local cluster from a fresh process (python -m hrnet_eval)."
-            )
-        os.environ.update(local_cluster_env())
+    prepare(address)
+    if not address and not _LOCAL_ENV_SET:
+        raise ClusterError(
+            "Ray was imported before the local cluster's token was set: start the "
+            "local cluster from a fresh process (python -m hrnet_eval)."
+        )
     import ray
 
     if address:
@@ -242,7 +270,7 @@ def size_workers(workers, gpus_per_worker, cpus_per_worker, *, nodes, units, mem
 
 def worker_env(backend, gpus_per_worker, compile_cache=None, threads=None):
     """Environment variables of a worker process, which the worker sets itself before it
-    imports a framework (`EvalWorker(env=...)`): a runtime_env of the actor's own would
+    imports a framework (`WorkerConfig.env`, `apply_env`): a runtime_env of the actor's own would
     make Ray start a new process for it instead of taking one of its idle workers.
 
     CPU workers of torch and TensorFlow compute on `threads` threads, so workers

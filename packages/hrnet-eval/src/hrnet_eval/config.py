@@ -51,21 +51,36 @@ class EvalConfig:
     shard_size: int = DEFAULT_SHARD_SIZE
     address: str | None = None
     local_cpus: int | None = None
-    compile_cache: str | None = None  # JAX compilation cache of the workers; None: off
+    # the workers' programs and XLA's compiled code (`hrnet_eval.programs`); None: none kept
+    compile_cache: str | None = dataclasses.field(default_factory=default_compile_cache)
     progress_seconds: float = DEFAULT_PROGRESS_SECONDS
 
     @classmethod
     def from_namespace(cls, args):
-        """The config of parsed options `args`, demo defaults and defaults filled in."""
+        """The config of parsed options `args` (None: not given), with the demo's defaults
+        and then this class's filled in; `--compile-cache none` is None."""
         given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
         if given["demo"]:
             for key, value in DEMO_DEFAULTS.items():
                 if given[key] is None:
                     given[key] = value
-        given["models"] = tuple(given["models"])
-        given["output"] = given["output"] or DEFAULT_OUTPUT
-        given["shard_size"] = given["shard_size"] or DEFAULT_SHARD_SIZE
-        given["batch_size"] = given["batch_size"] or DEFAULT_BATCH_SIZE
-        if given["compile_cache"] is not None and given["compile_cache"].lower() == "none":
-            given["compile_cache"] = None
+        cache = given.pop("compile_cache")
+        given = {key: value for key, value in given.items() if value is not None}
+        given["models"] = tuple(given.get("models", ()))
+        if cache is not None:
+            given["compile_cache"] = None if cache.lower() == "none" else cache
         return cls(**given)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerConfig:
+    """What a scoring actor (`hrnet_eval.worker.EvalWorker`) is started with. It sets `env`
+    itself before it imports a framework (no runtime_env: Ray gives it one of its idle
+    workers); its build tasks take `builder_cpus` CPUs and set `builder_env`."""
+
+    backend: str = "jax"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    compile_cache: str | None = None  # the program cache; None: a private folder per worker
+    env: dict = dataclasses.field(default_factory=dict)
+    builder_env: dict = dataclasses.field(default_factory=dict)
+    builder_cpus: float = 1.0

@@ -15,6 +15,11 @@ class ResumableError(EvalError, RuntimeError):
     hint = RESUME
 
 
+class WorkerError(RuntimeError):
+    """A worker cannot do its unit (e.g. weights missing on its node, its environment set
+    too late)."""
+
+
 def one_line(exc):
     """The first line of an exception's message (of its cause, for a task's error)."""
     cause = getattr(exc, "cause", None)

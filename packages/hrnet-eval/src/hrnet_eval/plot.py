@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hrnet_keras.files import atomic_write
 
-from hrnet_eval.results import label as row_label
+from hrnet_eval.spec import label
 
 SIZE_INCHES = (8.0, 5.0)
 DPI = 150
@@ -43,10 +43,10 @@ def figure(rows, title="HRNet on ImageNet-1k: Top-1 against GFLOPs"):
         published = published_weights(row)
         colour = "tab:blue" if published else "tab:gray"
         point(gflops, row["published_top1"], "published", marker="o", color="tab:blue", ms=7)
-        text = row_label(row["name"])
+        text = label(row["name"])
         if row.get("top1") is not None:
-            label = "measured" if published else f"measured {UNPUBLISHED}"
-            point(gflops, row["top1"], label, marker="s", mfc="white", mec=colour, mew=1.8, ms=7)
+            legend = "measured" if published else f"measured {UNPUBLISHED}"
+            point(gflops, row["top1"], legend, marker="s", mfc="white", mec=colour, mew=1.8, ms=7)
             ax.plot([gflops] * 2, [row["published_top1"], row["top1"]], ":", color=colour, lw=1)
             if not published:
                 text += f"\n{UNPUBLISHED}"

@@ -1,7 +1,7 @@
 """What is left to do and who does it: the scheduler's decisions, apart from Ray.
 
-A `Shard` is images [start, end) decoded one way (the rows' `Decoding`): rows of one
-decoding share it, a row with another pipeline waits for its own. `Work` holds, per
+A `plan.Shard` is images [start, end) decoded one way (the rows' `Decoding`): rows of
+one decoding share it, a row with another pipeline waits for its own. `Work` holds, per
 row, the shards it has still to be sent (in data order) and, per shard, the rows
 waiting for it; a row that gives non-finite logits is stopped here. `choose_group`
 says which row group a worker takes, `wanted` which shards the decode window should
@@ -10,24 +10,6 @@ hold, and `row_groups` how rows are split among workers.
 
 import bisect
 import collections
-import typing
-
-from hrnet_eval.images import TABLE, Decoding
-
-
-class Shard(typing.NamedTuple):
-    """Images [start, end) of the data set, decoded with `decoding`."""
-
-    start: int
-    end: int
-    decoding: Decoding = TABLE
-
-    @property
-    def size(self):
-        return self.end - self.start
-
-    def __str__(self):
-        return f"shard {self.start:08d}-{self.end:08d}"
 
 
 def row_groups(rows, rows_per_worker):
@@ -40,19 +22,15 @@ def row_groups(rows, rows_per_worker):
 class Work:
     """Shards still to be sent, per row ({row: [Shard]}), and rows per shard.
 
-    `pending`: {row: [Unit]}; `decodings`: {row: Decoding} (default the table's)."""
+    `shards`: {Shard: rows to score it} (`plan.Plan.shards`)."""
 
-    def __init__(self, pending, decodings=None):
-        decodings = decodings or {}
-        self.todo = {
-            row: sorted(Shard(u.start, u.end, decodings.get(row, TABLE)) for u in units)
-            for row, units in pending.items()
-        }
-        self.todo = {row: keys for row, keys in self.todo.items() if keys}
+    def __init__(self, shards):
         self.waiting = collections.defaultdict(set)
-        for row, keys in self.todo.items():
-            for key in keys:
+        self.todo = {}
+        for key in sorted(shards):
+            for row in shards[key]:
                 self.waiting[key].add(row)
+                self.todo.setdefault(row, []).append(key)
         self.order = sorted(self.waiting)  # every shard of the run, in data order
         self.failed = {}  # row -> why it stopped
         self.attempts = collections.Counter()  # shard -> times it lost its worker

@@ -1,34 +1,39 @@
-"""Built inference programs, cached on disk: a warm worker loads a row instead of building it.
+"""Built inference programs, cached on disk, and a JAX worker's loading of them.
 
 A JAX worker scores a row with one program: the row's architecture, BatchNorm
 folded into its convs, uint8 images in, top-5 classes and a finite-logits flag
-out, serialised with `jax.export` (StableHLO, a data format). Its weights, folded,
-are a safetensors file apart from it, so rows of one architecture and input
-(W18 and W18-SSLD) share the program:
+out, serialised with `jax.export` (StableHLO, a data format) for every platform a
+worker may have (`PLATFORMS`). Its weights, folded, are a safetensors file apart
+from it, so rows of one architecture and input (W18 and W18-SSLD) share the program:
 
     ROOT/programs/<sha256 of the program key>/{entry.json, program.stablehlo}
     ROOT/weights/<sha256 of the weights key>/{entry.json, weights.safetensors}
     ROOT/checked/<sha256 of the key>/{entry.json, tensors.json}
+    ROOT/compiled/<JAX's file name>.json       the sha256 of XLA's compiled code
+    ROOT/jit_hrnet_<program>-<JAX's key>-cache XLA's compiled code (JAX's persistent cache)
 
 (`checked`: the job's note that a weights file of that sha256 passed its check for
 that row, `hrnet_eval.weights.resolve`, so a warm run does not read it tensor by tensor.)
 
 A key names everything the entry was built from (architecture, batch size, input
-size and normalisation, library versions, platform and device kind; for weights the
-weights file's sha256 or the demo seed). `entry.json` holds the key and the
-sha256 of the payload: an entry whose key or checksum differs, or that cannot be
-read, is removed and built again, never used. Entries appear by one directory
-rename (atomic), so runs sharing a cache never see half an entry. JAX compiles
-a loaded program through its persistent compilation cache (ROOT itself).
+size and normalisation, library versions; for weights the weights file's sha256 or
+the demo seed); no device: JAX's own cache keys the compiled code per device.
+`entry.json` holds the key and the sha256 of the payload: an entry whose key or
+checksum differs, or that cannot be read, is removed and built again, never used.
+Entries appear by one directory rename (atomic), so runs sharing a cache never see
+half an entry. The compiled code JAX keeps for a program (named after it) is checked
+against its record before JAX may load it; one that differs or has none is removed
+and compiled again, once, with a note naming it.
 
 `build` runs in a builder process (a Ray task on the worker's node, CPU only, or,
 for a job's own local cluster, a process of the driver started before the cluster:
-`hrnet_eval.prebuild`) and imports Keras; reading an entry (`ProgramCache.read`) imports neither Keras nor
-TensorFlow.
+`hrnet_eval.prebuild`) and imports Keras; `Loader` (in the worker) imports neither
+Keras nor TensorFlow.
 """
 
+import atexit
 import contextlib
-import dataclasses
+import fcntl
 import functools
 import hashlib
 import importlib.metadata
@@ -36,11 +41,19 @@ import json
 import logging
 import os
 import shutil
+import tempfile
+import threading
 import time
+import typing
 import uuid
 from pathlib import Path
 
-FORMAT = 2  # bump when what an entry holds changes (2: the row's own input and normalisation)
+import numpy as np
+
+from hrnet_eval.cluster import apply_env
+
+FORMAT = 3  # bump when what an entry holds changes (3: every platform, compiled code checked)
+PLATFORMS = ("cpu", "cuda")  # what programs are lowered for (CI's logical GPUs run on the CPU)
 TOP_K = 5
 PROGRAM_FILE = "program.stablehlo"
 WEIGHTS_FILE = "weights.safetensors"
@@ -49,6 +62,10 @@ log = logging.getLogger(__name__)
 
 class CacheMiss(Exception):
     """No usable entry; `str()` says why ("" where there simply is none)."""
+
+
+class ProgramError(RuntimeError):
+    """A row's program cannot be had (built but unreadable)."""
 
 
 @functools.cache
@@ -63,30 +80,10 @@ def library_versions():
     return versions
 
 
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """Where and how a worker runs its programs."""
-
-    platform: str  # jax.export's name: "cpu", "cuda", "rocm", "tpu"
-    device_kind: str  # e.g. "NVIDIA H200", "cpu"
-    batch_size: int
-
-    @classmethod
-    def current(cls, batch_size):
-        """This process's first JAX device."""
-        import jax
-
-        device = jax.devices()[0]
-        platform = device.platform
-        if platform == "gpu":
-            platform = "rocm" if "rocm" in device.client.platform_version.lower() else "cuda"
-        return cls(platform=platform, device_kind=device.device_kind, batch_size=batch_size)
-
-
 def architecture_key(spec):
     """What of row `spec`'s program its row decides: its architecture, and of its pipeline
     the input size and normalisation (the decode before it happens elsewhere). Rows of one
-    architecture key share a program on any one target."""
+    architecture key share a program."""
     pipeline = spec.preset.pipeline
     return {
         "arch": spec.preset.arch,
@@ -97,16 +94,15 @@ def architecture_key(spec):
     }
 
 
-def program_key(spec, target):
-    """What row `spec`'s program is made from: its `architecture_key`, the `target` and the
-    library versions."""
+def program_key(spec, batch_size):
+    """What row `spec`'s program is made from: its `architecture_key`, the run's batch size,
+    the platforms it is lowered for and the library versions."""
     return {
         "kind": "program",
         "format": FORMAT,
         **architecture_key(spec),
-        "batch_size": target.batch_size,
-        "platform": target.platform,
-        "device_kind": target.device_kind,
+        "batch_size": batch_size,
+        "platforms": list(PLATFORMS),
         "versions": library_versions(),
     }
 
@@ -128,6 +124,12 @@ def digest(key):
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
+def compiled_name(key):
+    """The function name a program is compiled under: JAX files its compiled code as
+    `jit_<name>-<JAX's key>-cache`, so a program's files are known by name."""
+    return f"hrnet_{digest(key)[:32]}"
+
+
 def file_sha256(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -137,10 +139,10 @@ def file_sha256(path):
 
 
 class ProgramCache:
-    """Entries under `root` (created 0700); see the module docstring."""
+    """Entries under `compile_cache` (created 0700); see the module docstring."""
 
-    def __init__(self, root):
-        self.root = Path(root)
+    def __init__(self, compile_cache):
+        self.root = Path(compile_cache)
 
     def entry(self, key):
         folder = {"program": "programs", "weights": "weights", "checked": "checked"}[key["kind"]]
@@ -186,12 +188,46 @@ class ProgramCache:
             shutil.rmtree(tmp, ignore_errors=True)
         return entry / filename
 
+    def compiled(self, name, folder):
+        """JAX's compiled code of program `name` in `folder` (its persistent cache)."""
+        return sorted(Path(folder).glob(f"jit_{name}-*-cache"))
+
+    def check_compiled(self, name, folder):
+        """Remove the compiled code of program `name` in `folder` whose sha256 is not the
+        one recorded when it was written; returns a note for each file removed."""
+        notes = []
+        for path in self.compiled(name, folder):
+            record = self.root / "compiled" / f"{path.name}.json"
+            try:
+                meta = json.loads(record.read_text())
+                why = None if meta["sha256"] == file_sha256(path) else "does not match its record"
+            except FileNotFoundError:
+                why = "has no record"
+            except (OSError, ValueError, KeyError, TypeError):
+                why = "has a damaged record"
+            if why:
+                path.unlink(missing_ok=True)
+                record.unlink(missing_ok=True)
+                notes.append(f"compiled code {path} {why}: removed, compiling again")
+        return notes
+
+    def record_compiled(self, name, folder):
+        """Record the sha256 of program `name`'s compiled code in `folder` that has none yet
+        (what JAX just wrote), each record written at once (a rename)."""
+        records = self.root / "compiled"
+        for path in self.compiled(name, folder):
+            record = records / f"{path.name}.json"
+            if record.exists():
+                continue
+            records.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = records / f".tmp-{uuid.uuid4().hex}"
+            tmp.write_text(json.dumps({"file": path.name, "sha256": file_sha256(path)}))
+            os.replace(tmp, record)
+
     @contextlib.contextmanager
     def lock(self, name):
         """Held while `name` is being built: builders of one node wait for each other
         instead of building the same entries twice."""
-        import fcntl
-
         path = self.root / "locks" / f"{name}.lock"
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.parent.mkdir(exist_ok=True, mode=0o700)
@@ -223,39 +259,28 @@ def _write_weights(path, weights):
     save_file(tensors, path)
 
 
-def build(root, specs, target):
-    """Make the missing entries of `specs` (rows of ONE `architecture_key`) for `target`:
-    the program once, the folded weights of each spec. Returns {row: {step: seconds}}
-    (steps: imports, model, fold, target, export).
+def build(compile_cache, specs, batch_size):
+    """Make the missing entries of `specs` (rows of ONE `architecture_key`) for batches of
+    `batch_size`: the program once, the folded weights of each spec. Returns
+    {row: {step: seconds}} (steps: imports, model, fold, export).
 
     "model" builds the folded twin (and, for a seeded row, the unfolded model that draws
     its weights); "fold" reads a `.weights.h5` into the twin, folded, with no unfolded model
     (`load_folded_weights`), or, where the file does not map onto the twin (one warning
-    line), loads it into the unfolded model and folds that (`fold_weights`).
-
-    `target`: a `Target`, or a callable that returns it, called once the first model is
-    folded (a worker asks for its build before its own device is up; "target" is the wait
-    for it). Imports Keras (JAX backend, any device: programs are lowered for
-    `target.platform`).
+    line), loads it into the unfolded model and folds that (`fold_weights`). Imports Keras
+    (JAX backend, any device: programs are lowered for every platform of `PLATFORMS`).
     """
-    cache = ProgramCache(root)
+    cache = ProgramCache(compile_cache)
     arch = architecture_key(specs[0])
     if any(architecture_key(spec) != arch for spec in specs):
         raise ValueError(f"build takes rows of one program, not {[s.name for s in specs]}")
     steps = {spec.name: {} for spec in specs}
-
-    def resolve(row):
-        nonlocal target
-        if not isinstance(target, Target):
-            began = time.perf_counter()
-            target = target()
-            steps[row]["target"] = time.perf_counter() - began
-        return program_key(specs[0], target)
-
+    pkey = program_key(specs[0], batch_size)
     with cache.lock(arch["arch"]):
         todo = [s for s in specs if not _present(cache, weights_key(s))]
-        if not todo and _present(cache, resolve(specs[0].name)):
-            return _rounded(steps)
+        want_program = not _present(cache, pkey)
+        if not todo and not want_program:
+            return steps
         began = time.perf_counter()
         import keras
 
@@ -271,7 +296,6 @@ def build(root, specs, target):
 
         steps[(todo or specs)[0].name]["imports"] = time.perf_counter() - began
         model = twin = None
-        want_program = None  # known once the target is
         for spec in todo or specs[:1]:
             began = time.perf_counter()
             folded = False
@@ -304,16 +328,13 @@ def build(root, specs, target):
                     load_weights(model, spec.weights, spec.name)
                 fold_weights(model, twin)
             steps[spec.name]["fold"] = time.perf_counter() - began
-            if want_program is None:
-                pkey = resolve(spec.name)
-                want_program = not _present(cache, pkey)
             began = time.perf_counter()
             weights = None
             if want_program:
                 program, weights = export_jax_program(
                     twin,
-                    target.batch_size,
-                    platforms=(target.platform,),
+                    batch_size,
+                    platforms=PLATFORMS,
                     from_uint8=True,
                     top_k=TOP_K,
                     finite=True,
@@ -331,25 +352,15 @@ def build(root, specs, target):
                 key = weights_key(spec)
                 cache.write(key, WEIGHTS_FILE, lambda path: _write_weights(path, weights))
             steps[spec.name]["export"] = time.perf_counter() - began
-    return _rounded(steps)
+    return {row: {k: round(v, 2) for k, v in s.items()} for row, s in steps.items()}
 
 
-def build_task(env, root, specs, target):
+def build_task(env, compile_cache, specs, batch_size):
     """`build` as a Ray task that sets its own environment (`env`, before it imports JAX),
     so Ray runs it in one of its idle workers, not in a new process; remote it with
     `max_calls=1`, so that process, with JAX imported for the CPU, leaves with it."""
-    from hrnet_eval.worker import apply_env
-
     apply_env(env)
-    return build(root, specs, target)
-
-
-def _rounded(steps):
-    """{row: {step: seconds}} with seconds rounded; a wait for the target under 0.01 s left out."""
-    return {
-        row: {k: round(v, 2) for k, v in s.items() if k != "target" or v >= 0.01}
-        for row, s in steps.items()
-    }
+    return build(compile_cache, specs, batch_size)
 
 
 def _present(cache, key):
@@ -358,3 +369,153 @@ def _present(cache, key):
         return True
     except CacheMiss:
         return False
+
+
+class Build(typing.NamedTuple):
+    """A build of the entries of `specs` (rows of one program) asked for at `asked`
+    (perf_counter): its Ray task's `ref`, None where it runs in the loading process."""
+
+    key: tuple
+    specs: list
+    ref: object
+    asked: float
+
+
+class Loader:
+    """A JAX worker's rows, as programs of the cache at `config.compile_cache` (without
+    one, a private folder, removed at exit, whose weights entries go as soon as read).
+
+    A missing entry is built by a CPU-only Ray task on this node (`build_task`, one per
+    program, shared by the rows that wait for it; outside Ray, in this process) while the
+    worker goes on. Each program is compiled once per process (its rows share it) through
+    JAX's persistent cache, its compiled code checked first; compiles of programs built in
+    this run go one at a time. `device()` waits for the worker's JAX device."""
+
+    def __init__(self, config, device):
+        self.config, self.device = config, device
+        self.private = config.compile_cache is None
+        self.compile_cache = config.compile_cache or tempfile.mkdtemp(prefix="hrnet-eval-")
+        if self.private:
+            atexit.register(shutil.rmtree, self.compile_cache, ignore_errors=True)
+        else:
+            os.makedirs(self.compile_cache, mode=0o700, exist_ok=True)
+        self.cache = ProgramCache(self.compile_cache)
+        self._lock = threading.Lock()  # guards the dicts below
+        self._build_lock = threading.Lock()  # builds in this process: Keras is not thread-safe
+        self._builds = {}  # (program digest, weights keys) -> Build
+        self._calls = {}  # compiled name -> [jitted call, lock over its first call, compiled]
+        self._compile_lock = threading.Lock()  # first calls of newly built programs
+
+    def load(self, spec, group_specs):
+        """(classify, how, notes, steps) of row `spec`, compiled and called once: "how" is
+        "cached" or "built"; `group_specs`: the rows loaded beside it (those of its program
+        are built with it)."""
+        arch = architecture_key(spec)
+        same = [s for s in group_specs if architecture_key(s) == arch]
+        keys = (program_key(spec, self.config.batch_size), weights_key(spec))
+        notes, steps, how = [], {}, "cached"
+        began = time.perf_counter()
+        try:  # read while JAX's device starts
+            paths = [self.cache.read(key) for key in keys]
+        except CacheMiss as miss:
+            notes += [str(miss)] if str(miss) else []
+            build = self._start_build(same if spec in same else [spec])
+            built = dict(self._finish_build(build)[spec.name])
+            # the wait its own steps do not cover: the task's queue and process start, and
+            # for a row sharing a program, the other rows' steps
+            built["waited"] = time.perf_counter() - build.asked - sum(built.values())
+            steps.update({k: round(v, 2) for k, v in built.items()})
+            how = "built"
+            try:
+                paths = [self.cache.read(key) for key in keys]
+            except CacheMiss as again:
+                raise ProgramError(
+                    f"The program of {spec.name} was built but cannot be read from "
+                    f"{self.compile_cache}: {again or 'missing'}."
+                ) from None
+            began = time.perf_counter()
+        weights = read_weights(paths[1])
+        if self.private:
+            shutil.rmtree(paths[1].parent, ignore_errors=True)
+        steps["read"] = time.perf_counter() - began
+        began = time.perf_counter()
+        self.device()
+        if time.perf_counter() - began >= 0.01:  # what of JAX's start the reads left
+            steps["device"] = time.perf_counter() - began
+        import jax
+
+        name = compiled_name(keys[0])
+        with self._lock:
+            shared = self._calls.get(name)
+        if shared is None:
+            program = jax.export.deserialize(bytearray(paths[0].read_bytes()))
+
+            def call(*args):
+                return program.call(*args)
+
+            call.__name__ = call.__qualname__ = name  # names JAX's files of its compiled code
+            with self._lock:
+                shared = self._calls.setdefault(name, [jax.jit(call), threading.Lock(), False])
+        began = time.perf_counter()
+        trainable, non_trainable = jax.block_until_ready(jax.device_put(weights))
+        steps["to_device"] = time.perf_counter() - began
+
+        def classify(x):
+            return shared[0](trainable, non_trainable, x)
+
+        locks = [self._compile_lock] if how == "built" else []
+        began = time.perf_counter()
+        with contextlib.ExitStack() as held:
+            for lock in locks + [shared[1]]:  # the other rows of the program wait, then reuse it
+                held.enter_context(lock)
+            if time.perf_counter() - began >= 0.01:  # waited for another compile
+                steps["queued"] = time.perf_counter() - began
+            began = time.perf_counter()
+            folder = None if self.private else jax.config.jax_compilation_cache_dir
+            if not shared[2] and folder:
+                notes += self.cache.check_compiled(name, folder)
+            crop = spec.preset.pipeline.crop
+            jax.block_until_ready(classify(np.zeros((self.config.batch_size, crop, crop, 3), "u1")))
+            if not shared[2] and folder:
+                self.cache.record_compiled(name, folder)
+            shared[2] = True
+            steps["first_call"] = time.perf_counter() - began  # the compile
+        return classify, how, notes, {k: round(v, 2) for k, v in steps.items()}
+
+    def _start_build(self, specs):
+        """The `Build` of the entries of `specs` (rows of one program): a CPU-only Ray task
+        on this node; outside Ray, built in this process by `_finish_build`."""
+        import ray
+
+        batch_size = self.config.batch_size
+        key = (digest(program_key(specs[0], batch_size)), tuple(s.key for s in specs))
+        with self._lock:
+            build = self._builds.get(key)
+            if build is not None:
+                return build
+            ref = None
+            if ray.is_initialized():
+                from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+                node = ray.get_runtime_context().get_node_id()
+                # max_calls=1: the process, with JAX imported for the CPU, leaves with the task
+                task = ray.remote(max_calls=1)(build_task).options(
+                    num_cpus=self.config.builder_cpus,
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+                )
+                ref = task.remote(self.config.builder_env, self.compile_cache, specs, batch_size)
+            build = self._builds[key] = Build(key, specs, ref, time.perf_counter())
+            return build
+
+    def _finish_build(self, asked):
+        """{row: {step: seconds}} of `asked` (a `Build`), once done."""
+        import ray
+
+        try:
+            if asked.ref is None:
+                with self._build_lock:
+                    return build(self.compile_cache, asked.specs, self.config.batch_size)
+            return ray.get(asked.ref)
+        finally:
+            with self._lock:
+                self._builds.pop(asked.key, None)

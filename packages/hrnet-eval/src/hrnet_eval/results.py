@@ -18,6 +18,9 @@ from pathlib import Path
 from hrnet_keras.configs import convert_command, get_preset
 from hrnet_keras.files import atomic_write
 
+from hrnet_eval.plot import write_plot
+from hrnet_eval.spec import label
+
 CONFIG_URL = "https://github.com/open-mmlab/mmclassification/blob/master/configs/hrnet/{}"
 HUB_URL = "https://huggingface.co/{}"  # a timm row's page, from its hf:// handle
 CSV_COLUMNS = (
@@ -99,15 +102,6 @@ def weights_note(row):
     if row["weights"].endswith(".weights.h5"):
         return "unpublished weights, source not recorded"
     return f"unpublished weights, random init ({row['weights']})"
-
-
-def label(name):
-    """hrnet-w18-ssld -> HRNet-W18 (ssld), as in the mmclassification table; timm's rows
-    keep timm's names."""
-    if get_preset(name).family != "mmcls":
-        return name
-    parts = name.split("-")
-    return f"HRNet-{parts[1].upper()}" + (f" ({'-'.join(parts[2:])})" if len(parts) > 2 else "")
 
 
 def display_name(name):
@@ -227,8 +221,6 @@ RESULT_FILES = ("results.md", "results.json", "results.csv", "results.png", "res
 def write(output, rows, meta):
     """Write the three result files and the plot (results.png / .svg) into `output`;
     returns their paths."""
-    from hrnet_eval.plot import write_plot
-
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     paths = (output / "results.md", output / "results.json", output / "results.csv")

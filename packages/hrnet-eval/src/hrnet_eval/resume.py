@@ -2,14 +2,14 @@
 
 The decode tasks record a digest of each item's bytes (`decode.decode`'s "digests", kept in
 the shard's record). Before a resumed run trusts the shards that passed the cheap key test
-(names, sizes, modification times), `verify` hashes their items again in Ray tasks, every
-byte read once, and hands back the shards whose bytes differ to be scored again.
+(names, sizes, modification times), `stale` hashes their items again in Ray tasks, every
+byte read once, and names the shards whose bytes differ, to be scored again
+(`hrnet_eval.plan.Plan.verify`).
 """
 
-import time
+import ray
 
 from hrnet_eval.images import ImageError, digest, read_bytes
-from hrnet_eval.store import Unit
 
 CHANGED = "images' bytes changed"
 UNRECORDED = "no digests of their images' bytes (an older run)"
@@ -44,21 +44,17 @@ def batches(items, size=ITEMS_PER_TASK):
 def fresh_digests(items):
     """The digest of each of `items`, hashed in parallel Ray tasks (order kept), in the
     worker processes the decode tasks then use (no runtime_env)."""
-    import ray
-
     task = ray.remote(hash_items).options(num_cpus=1)
     parts = ray.get([task.remote(batch) for batch in batches(items)])
     return [d for part in parts for d in part]
 
 
-def verify(items, done, pending, redo, *, hasher=fresh_digests):
-    """Check the stored records in `done` ({model: records}) against the bytes of `items`
-    (the data set's items): a record whose digests are missing or differ moves to
-    `pending` ({model: units}) and its reason is counted in `redo`. Returns (images
-    hashed, seconds)."""
-    began = time.monotonic()
+def stale(items, done, *, hasher=fresh_digests):
+    """The stored records of `done` ({row: records}) whose images' bytes differ from
+    `items` (the data set's items) or that recorded no digests: ({(row, start, end): why},
+    images hashed)."""
     ranges = set()
-    for model, records in done.items():
+    for records in done.values():
         for record in records:
             recorded = record.get("digests")
             if isinstance(recorded, list) and len(recorded) == record["end"] - record["start"]:
@@ -70,15 +66,12 @@ def verify(items, done, pending, redo, *, hasher=fresh_digests):
     for start, end in ranges:
         current[(start, end)] = digests[at : at + end - start]
         at += end - start
-    for model, records in done.items():
-        kept = []
+    found = {}
+    for row, records in done.items():
         for record in records:
             fresh = current.get((record["start"], record["end"]))
-            if fresh is not None and record["digests"] == fresh:
-                kept.append(record)
-                continue
-            redo[CHANGED if fresh is not None else UNRECORDED] += 1
-            pending[model].append(Unit(model, record["start"], record["end"]))
-        done[model] = kept
-        pending[model].sort(key=lambda unit: unit.start)
-    return len(wanted), time.monotonic() - began
+            if fresh is None or record["digests"] != fresh:
+                found[row, record["start"], record["end"]] = (
+                    CHANGED if fresh is not None else UNRECORDED
+                )
+    return found, len(wanted)

@@ -25,10 +25,15 @@ import dataclasses
 import time
 import typing
 
+import ray
+from ray.exceptions import RayActorError, RayError, RayTaskError
+
+from hrnet_eval.config import WorkerConfig
 from hrnet_eval.decode import decode, decode_tasks
 from hrnet_eval.errors import ResumableError, one_line
-from hrnet_eval.images import Decoding, ImageError
-from hrnet_eval.policy import Shard, Work, choose_group, nonfinite_reason
+from hrnet_eval.images import ImageError
+from hrnet_eval.plan import Shard
+from hrnet_eval.policy import Work, choose_group, nonfinite_reason
 from hrnet_eval.timing import Timing, format_steps
 from hrnet_eval.window import DecodeWindow, hold_images, window_size
 from hrnet_eval.worker import EvalWorker
@@ -36,12 +41,12 @@ from hrnet_eval.worker import EvalWorker
 
 @dataclasses.dataclass(frozen=True)
 class Resources:
-    """Where the work runs: `workers` scoring actors (Ray options, EvalWorker's keyword
-    arguments) and decode tasks (Ray options, how many at a time)."""
+    """Where the work runs: `workers` scoring actors (Ray options, the `WorkerConfig` they
+    start with) and decode tasks (Ray options, how many at a time)."""
 
     workers: int
     actor_options: dict
-    worker_options: dict
+    worker: WorkerConfig
     decode_options: dict
     decode_tasks: int
 
@@ -77,10 +82,9 @@ class Pool:
     ({ObjectRef: (slot, generation, Call)}); a dead actor is replaced (at most
     2 x workers + 1 times in a run)."""
 
-    def __init__(self, remote, resources, specs, work, groups, clock, log, on_worker=None):
+    def __init__(self, remote, resources, specs, work, groups, clock, log):
         self.remote, self.resources, self.specs = remote, resources, specs
         self.work, self.groups, self.clock, self.log = work, groups, clock, log
-        self.on_worker = on_worker
         self.work_per_image = {row: spec.preset.flops for row, spec in specs.items()}
         self.slots = [Slot(i) for i in range(resources.workers)]
         self.inflight = {}
@@ -89,9 +93,7 @@ class Pool:
 
     def start(self, slot):
         """Give `slot` a new actor and have it load the group it should take."""
-        slot.actor = self.remote.remote(**self.resources.worker_options)
-        if self.on_worker is not None:
-            self.on_worker(slot.actor)
+        slot.actor = self.remote.remote(self.resources.worker)
         slot.group, slot.loaded, slot.loading = (), set(), set()
         group = self.choose(slot)
         if group is not None:
@@ -121,7 +123,7 @@ class Pool:
         ]
 
     def loaded(self, slot, generation, row, result):
-        """`slot`'s actor of `generation` has loaded `row` (`EvalWorker.load`'s `result`);
+        """`slot`'s actor of `generation` has loaded `row` (`result`: a `worker.Loaded`);
         it counts if the actor is still the slot's and the row in its group."""
         if generation != slot.generation:
             return
@@ -129,12 +131,12 @@ class Pool:
         if row not in slot.group:
             return
         slot.loaded.add(row)
-        for note in result.get("notes", ()):
+        for note in result.notes:
             self.log(f"{row}: {note}", flush=True)
-        steps = format_steps(result.get("steps", {}))
+        steps = format_steps(result.steps)
         self.log(
-            f"{row}: ready on worker {slot.index} in {result['seconds']:.1f} s "
-            f"({result['how']}{': ' + steps + ' s' if steps else ''}), "
+            f"{row}: ready on worker {slot.index} in {result.seconds:.1f} s "
+            f"({result.how}{': ' + steps + ' s' if steps else ''}), "
             f"{self.clock.now():.1f} s after the first worker was asked for",
             flush=True,
         )
@@ -147,8 +149,6 @@ class Pool:
 
     def lost(self, slot, generation, what, exc):
         """`slot`'s actor of `generation` died during `what`: replace it (once)."""
-        import ray
-
         if generation != slot.generation:  # the death was already handled
             if what.kind == "score":
                 self.log(f"{what} requeued (its worker died)", flush=True)
@@ -179,17 +179,15 @@ class Pool:
         )
 
     def kill_all(self):
-        import ray
-
         for slot in self.slots:
             if slot.actor is not None:
                 ray.kill(slot.actor)
 
 
 class Scheduler:
-    """Runs `pending` units ({row: [Unit]}) of `specs` ({row: ModelSpec}) with `resources`;
-    each (row, shard) scored goes to `on_result(row, shard, scored)` once, `scored` the
-    worker's `ScoredShard`; each actor started goes to `on_worker(actor)`, if given."""
+    """Runs the work of `shards` ({Shard: rows to score it}, `plan.Plan.shards`) for rows of
+    `specs` ({row: ModelSpec}) with `resources`; each (row, shard) scored goes to
+    `on_result(row, shard, scored)` once, `scored` the worker's `ScoredShard`."""
 
     depth = 2  # score calls in flight per worker
     max_attempts = 3  # workers a shard may lose
@@ -201,19 +199,16 @@ class Scheduler:
         *,
         specs,
         items,
-        pending,
+        shards,
         groups,
         resources,
         on_result,
         skip_corrupt=False,
         log=print,
-        on_worker=None,
     ):
         self.specs, self.items, self.resources = specs, items, resources
-        self.on_worker = on_worker
         self.on_result, self.skip_corrupt, self.log = on_result, skip_corrupt, log
-        decodings = {row: Decoding.of(spec.preset.pipeline) for row, spec in specs.items()}
-        self.work = Work(pending, decodings)
+        self.work = Work(shards)
         self.groups = [g for g in groups if any(self.work.has(row) for row in g)]
         self.pool = self.clock = self.window = None  # from `run`
 
@@ -228,11 +223,8 @@ class Scheduler:
 
     def run(self):
         """Dispatch until every unit is done; raises `ResumableError` or `ImageError` on a failure."""
-        import ray
-
-        # a load per row, a build task's question for the target per row, the scoring calls,
-        # the driver's question for the target (`hrnet_eval.prebuild`)
-        concurrency = 2 * max(map(len, self.groups), default=1) + self.depth + 2
+        # a load per row and the scoring calls
+        concurrency = max(map(len, self.groups), default=1) + self.depth + 1
         options = dict(max_concurrency=concurrency, **self.resources.actor_options)
         remote = ray.remote(EvalWorker).options(**options)
         task = ray.remote(decode).options(**self.resources.decode_options)
@@ -260,7 +252,6 @@ class Scheduler:
             self.groups,
             self.clock,
             self.log,
-            self.on_worker,
         )
         try:
             for slot in self.pool.slots:
@@ -307,9 +298,6 @@ class Scheduler:
                 self.pool.call(slot, score, slot.actor.score, rows, *self.window.refs[key])
 
     def _collect(self, ref):
-        import ray
-        from ray.exceptions import RayActorError, RayError, RayTaskError
-
         slot, generation, what = self.pool.inflight.pop(ref)
         try:
             result = ray.get(ref)

@@ -26,3 +26,12 @@ class ModelSpec:
     def __post_init__(self):
         if self.preset is None:
             object.__setattr__(self, "preset", get_preset(self.name))
+
+
+def label(name):
+    """A row's name as the result files show it: hrnet-w18-ssld -> HRNet-W18 (ssld), as in
+    the mmclassification table; timm's rows keep timm's names."""
+    if get_preset(name).family != "mmcls":
+        return name
+    parts = name.split("-")
+    return f"HRNet-{parts[1].upper()}" + (f" ({'-'.join(parts[2:])})" if len(parts) > 2 else "")

@@ -56,23 +56,6 @@ class ScoredShard:
         return {**counts, **shared, "worker": self.worker}
 
 
-@dataclasses.dataclass(frozen=True)
-class Unit:
-    """One work unit: images [start, end) of the data set under one model."""
-
-    model: str
-    start: int
-    end: int
-
-    @property
-    def shard_id(self):
-        return f"{self.start:08d}-{self.end:08d}"
-
-    @property
-    def size(self):
-        return self.end - self.start
-
-
 class ShardStore:
     """Reads and writes finished shards under `root`/shards."""
 
@@ -80,7 +63,8 @@ class ShardStore:
         self.root = Path(root) / "shards"
 
     def path(self, unit):
-        return self.root / unit.model / f"{unit.shard_id}.json"
+        """Where `unit` (a `plan.Unit`) is stored."""
+        return self.root / unit.row / f"{unit.shard.id}.json"
 
     def lookup(self, unit, key):
         """(record, None) if `unit` was stored under `key` and the record is intact; else
@@ -104,7 +88,8 @@ class ShardStore:
 
     def save(self, unit, key, result):
         """Write the record of a finished unit atomically, with its `sha256`; returns it."""
-        record = {"model": unit.model, "start": unit.start, "end": unit.end, "key": key, **result}
+        shard = unit.shard
+        record = {"model": unit.row, "start": shard.start, "end": shard.end, "key": key, **result}
         record["sha256"] = record_sha256(record)
         with atomic_write(self.path(unit)) as tmp:
             tmp.write_text(json.dumps(record, separators=(",", ":")))
@@ -135,9 +120,9 @@ def damage(record, unit):
     if record.get("sha256") != record_sha256(record):
         return "does not match its sha256 (edited or damaged on disk)"
     if (record.get("model"), record.get("start"), record.get("end")) != (
-        unit.model,
-        unit.start,
-        unit.end,
+        unit.row,
+        unit.shard.start,
+        unit.shard.end,
     ):
         return "is the record of another row or range"
     fields = ("images", "top1_hits", "top5_hits", "top5_classes", "labels", "names", "skipped")
@@ -152,8 +137,8 @@ def damage(record, unit):
             f"counts {images} images but holds {len(classes)} top-5 lists, {len(labels)} "
             f"labels, {len(names)} names"
         )
-    if images + len(skipped) != unit.size:
-        return f"accounts for {images + len(skipped)} of its {unit.size} images"
+    if images + len(skipped) != unit.shard.size:
+        return f"accounts for {images + len(skipped)} of its {unit.shard.size} images"
     if not all(
         isinstance(t, list) and len(t) == TOP_K and all(map(_is_int, t)) for t in classes
     ) or not all(map(_is_int, labels)):

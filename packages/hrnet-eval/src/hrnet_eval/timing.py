@@ -1,5 +1,6 @@
 """`Timing`: when each row became ready and how much was scored after, for results.json."""
 
+import dataclasses
 import time
 
 
@@ -24,7 +25,8 @@ class Timing:
         return time.monotonic() - self.started
 
     def loaded(self, row, result):
-        self.loads.setdefault(row, {**result, "ready_s": round(self.now(), 2)})
+        """Row `row` is ready (`result`: a `worker.Loaded`)."""
+        self.loads.setdefault(row, {**dataclasses.asdict(result), "ready_s": round(self.now(), 2)})
         if self.all_ready_at is None and self.rows <= set(self.loads):
             self.all_ready_at = self.now()
 

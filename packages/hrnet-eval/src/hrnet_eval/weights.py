@@ -134,14 +134,14 @@ def _record_checked(cache, key, tensors):
         pass
 
 
-def resolve(name, weights_dir=None, *, allow_download=True, program_cache=None, out=None):
+def resolve(name, weights_dir=None, *, allow_download=True, compile_cache=None, out=None):
     """The `ModelSpec` of row `name`: its NAME.weights.h5 in `weights_dir` (the
     hrnet-keras cache by default), converting a .pth found there (sha256-checked),
     downloaded, or (timm's rows) fetched from the Hugging Face Hub. `published` tells
     whether the weights come from the row's published checkpoint (`is_published`).
 
     Every tensor is read and checked (`check_tensors`) unless the program cache at
-    `program_cache` (a folder) records that a file of the same sha256 passed for this row;
+    `compile_cache` (a folder) records that a file of the same sha256 passed for this row;
     a damaged record is removed, named through `out` (like `print`) and checked again."""
     from hrnet_keras.checkpoints import cache_dir, file_sha256
     from hrnet_keras.checkpoints.checksums import recorded_source
@@ -174,7 +174,7 @@ def resolve(name, weights_dir=None, *, allow_download=True, program_cache=None, 
             raise WeightsError(
                 f"Cannot convert the weights of {name} in {weights_dir}: {exc}"
             ) from None
-    cache = programs.ProgramCache(program_cache) if program_cache else None
+    cache = programs.ProgramCache(compile_cache) if compile_cache else None
     shapes = None
     try:
         sha256 = file_sha256(converted)
