@@ -40,6 +40,8 @@ import time
 import uuid
 from pathlib import Path
 
+from hrnet_keras.checkpoints.checksums import file_sha256
+
 FORMAT = 2  # bump when what an entry holds changes (2: the row's own input and normalisation)
 TOP_K = 5
 PROGRAM_FILE = "program.stablehlo"
@@ -126,14 +128,6 @@ def weights_key(spec):
 def digest(key):
     """The sha256 (hex) a key is filed under."""
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ProgramCache:

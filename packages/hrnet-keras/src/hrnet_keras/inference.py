@@ -21,7 +21,8 @@ import warnings
 import keras
 import numpy as np
 
-from hrnet_keras.blocks import BN_EPSILON, batchnorm_name
+from hrnet_keras.architecture import batchnorm_name
+from hrnet_keras.configs import BN_EPSILON
 from hrnet_keras.initializers import NumpyZeros
 
 # Initialiser attributes of the layers HRNet holds (Conv2D, Dense, BatchNormalization).
@@ -37,7 +38,7 @@ INITIALIZED = (
 
 def _conv_bn_pairs(model):
     """{conv layer name: BatchNorm layer} for each conv/BatchNorm pair that `conv_bn`
-    built, known by their names (`blocks.batchnorm_name`)."""
+    built, known by their names (`architecture.batchnorm_name`)."""
     by_name = {layer.name: layer for layer in model.layers}
     pairs = {}
     for layer in model.layers:
