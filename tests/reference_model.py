@@ -18,8 +18,9 @@ def _config_path(config_name):
     return os.path.join(root, config_name)
 
 
-def build_reference(name):
-    """The mmpretrain ImageClassifier of row `name`, in eval mode on the CPU."""
+def build_reference(name, device="cpu"):
+    """The mmpretrain ImageClassifier of row `name`, in eval mode on `device` ("meta": shapes
+    only, no weights drawn)."""
     import torch
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
@@ -29,9 +30,22 @@ def build_reference(name):
 
     register_all_modules()
     cfg = Config.fromfile(_config_path(get_preset(name).mmpretrain_config))
-    model = MODELS.build(cfg.model)
+    with torch.device(device):
+        model = MODELS.build(cfg.model)
     torch.manual_seed(0)
     return model.eval()
+
+
+def mmcv_complexity(model, image_size=224):
+    """(params, FLOPs) of `model`'s forward pass on one image by mmcv's counter
+    (`get_model_complexity_info`, the rules of the mmclassification table), in the order
+    of `hrnet_keras.complexity.measure`; on the meta device it counts from the shapes alone."""
+    from mmcv.cnn.utils.flops_counter import get_model_complexity_info
+
+    flops, params = get_model_complexity_info(
+        model, (3, image_size, image_size), print_per_layer_stat=False, as_strings=False
+    )
+    return int(params), int(flops)
 
 
 def randomize(model, seed=0):

@@ -38,7 +38,7 @@ def image_set(workdir, photo_dir):
     import hrnet_keras
     from hrnet_keras.checkpoints import load_checkpoint_into
     from hrnet_keras.configs import get_preset
-    from hrnet_keras.convert import convert_checkpoint
+    from hrnet_keras.checkpoints.conversion import convert_checkpoint
     from hrnet_keras.preprocessing import imagenet_classes
 
     staging = photo_dir

@@ -45,10 +45,11 @@ def test_tampered_published_checkpoint_is_refused(tmp_path, w18_files):
 
 
 def test_users_own_conversion_and_unrecorded_weights_are_unpublished(tmp_path, w18_files):
-    from hrnet_keras import convert, create_model
+    from hrnet_keras import create_model
+    from hrnet_keras.checkpoints.conversion import convert_checkpoint
     from hrnet_keras.checkpoints import file_sha256
 
-    convert.convert_checkpoint(w18_files["mmcls"], "hrnet-w18", tmp_path)
+    convert_checkpoint(w18_files["mmcls"], "hrnet-w18", tmp_path)
     spec = resolve("hrnet-w18", tmp_path, allow_download=False)
     assert spec.published is False and spec.source_sha256 == file_sha256(w18_files["mmcls"])
     old = tmp_path / "old"

@@ -13,7 +13,7 @@ from hrnet_keras.checkpoints.checksums import recorded_source
 from hrnet_keras.checkpoints.keymap import assign_state
 from hrnet_keras.checkpoints.layouts import to_mmcls
 from hrnet_keras.configs import get_preset
-from hrnet_keras.convert import ensure_converted
+from hrnet_keras.checkpoints.conversion import convert_checkpoint, ensure_converted
 from hrnet_keras.loading import WeightsFileError
 
 WIDTHS = [
@@ -167,7 +167,7 @@ def test_row_name_converts_from_cache_on_first_use(
     assert np.abs(_logits(model, images) - reference_w18_logits).max() <= 1e-4
     # headless models take the same converted file, and a .keras path works too
     feats = create_model("hrnet-w18", weights="hrnet-w18-ssld", include_top=False, pooling="avg")
-    keras_file = convert.convert_checkpoint(
+    keras_file = convert_checkpoint(
         tmp_path / preset.filename, "hrnet-w18-ssld", tmp_path / "k", keras_model=True
     )[1]
     again = create_model("hrnet-w18", weights=keras_file)
@@ -222,7 +222,7 @@ def test_weights_converted_without_a_record_read_as_unverified(tmp_path):
 @pytest.fixture(scope="module")
 def saved_w18(tmp_path_factory, w18_files):
     folder = tmp_path_factory.mktemp("saved")
-    return convert.convert_checkpoint(w18_files["mmcls"], "hrnet-w18", folder, keras_model=True)
+    return convert_checkpoint(w18_files["mmcls"], "hrnet-w18", folder, keras_model=True)
 
 
 def _damage(path, tmp_path, how):

@@ -55,10 +55,11 @@ def test_unknown_layout_is_refused():
 
 
 def test_conv_bn_refuses_a_batchnorm_the_fold_would_not_find():
-    from hrnet_keras.blocks import conv_bn
+    from hrnet_keras.architecture import conv_bn
+    from hrnet_keras.blocks import KERAS_LAYERS
 
     with pytest.raises(ValueError, match="batchnorm_name"):
-        conv_bn(keras.Input((8, 8, 3)), 4, 3, conv="a.conv1", bn="a.norm1")
+        conv_bn(KERAS_LAYERS, keras.Input((8, 8, 3)), 4, 3, conv="a.conv1", bn="a.norm1")
 
 
 def test_uint8_input_and_top_k_agree_with_the_float_path():

@@ -32,7 +32,7 @@ def _shapes(path):
 
 
 def test_derived_tensors_are_those_keras_saves(w18_file):
-    from hrnet_keras.blocks import torch_prefix
+    from hrnet_keras.architecture import torch_prefix
 
     path, keras_layers = w18_file
     expected = expected_tensors("hrnet-w18")

@@ -49,6 +49,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+from hrnet_keras.checkpoints.checksums import file_sha256
 
 from hrnet_eval.cluster import apply_env
 
@@ -128,14 +129,6 @@ def compiled_name(key):
     """The function name a program is compiled under: JAX files its compiled code as
     `jit_<name>-<JAX's key>-cache`, so a program's files are known by name."""
     return f"hrnet_{digest(key)[:32]}"
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ProgramCache:

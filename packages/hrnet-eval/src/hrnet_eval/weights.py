@@ -51,11 +51,6 @@ def read_tensors(path):
     return shapes, (nonfinite[0] if nonfinite else None), folding
 
 
-def tensor_shapes(path):
-    """{dataset name: shape} of every tensor in an HDF5 weights file, each one read."""
-    return read_tensors(path)[0]
-
-
 def check_tensors(name, path, shapes, nonfinite, weights_dir):
     """Refuse weights whose shapes are not row `name`'s (derived from its configuration,
     without Keras) or that hold NaN or inf."""
@@ -157,7 +152,7 @@ def resolve(name, weights_dir=None, *, allow_download=True, compile_cache=None, 
                 f"{preset.filename}). Get them with: {convert_command(name, weights_dir)}"
             )
         from hrnet_keras.checkpoints import CheckpointError, DownloadError
-        from hrnet_keras.convert import ensure_converted  # imports Keras
+        from hrnet_keras.checkpoints.conversion import ensure_converted  # imports Keras
 
         check_private(weights_dir, "--weights-dir")  # what is converted there is trusted
         make_private(weights_dir)

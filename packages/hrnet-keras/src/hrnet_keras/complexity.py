@@ -20,7 +20,7 @@ import sys
 
 from keras import layers
 
-from hrnet_keras.blocks import layer_name
+from hrnet_keras.architecture import layer_name
 from hrnet_keras.configs import PRESETS, TEST_PIPELINE, get_preset
 from hrnet_keras.model import create_model
 

@@ -77,11 +77,6 @@ class ArchConfig:
         """The first branch's channels (the NN of HRNet-WNN; 16 for W18-small)."""
         return self.branch_channels[0]
 
-    def feature_channels(self, feature_location=""):
-        """Channels of timm's five feature taps: stem, then the branches (or incre modules)."""
-        branches = NECK_CHANNELS if feature_location == "incre" else self.branch_channels
-        return (STEM_CHANNELS, *branches)
-
 
 def _wide(width):
     return ArchConfig(

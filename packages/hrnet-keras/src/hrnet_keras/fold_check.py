@@ -11,8 +11,8 @@ saved names (`weight_shapes.expected_tensors`), without Keras.
 
 import numpy as np
 
-from hrnet_keras.configs import BN_EPSILON, get_arch
-from hrnet_keras.weight_shapes import _Graph, expected_tensors
+from hrnet_keras.configs import BN_EPSILON
+from hrnet_keras.weight_shapes import expected_tensors, recorded_classifier
 
 # A saved BatchNormalization's variables: vars/0 gamma, 1 beta, 2 moving_mean, 3 moving_variance.
 GAMMA, BETA, MEAN, VARIANCE = range(4)
@@ -25,8 +25,7 @@ def conv_batchnorm_pairs(name):
     prefixes = {}
     for key, (layer, _) in expected_tensors(name).items():
         prefixes.setdefault(layer, key.rsplit("/vars/", 1)[0])
-    graph = _Graph()
-    graph.classifier(get_arch(name))
+    graph, _ = recorded_classifier(name)
     pairs = []
     for (kind, conv, *_), (next_kind, bn, *_) in zip(graph.ops, graph.ops[1:]):
         if kind == "conv2d" and next_kind == "batch_normalization":

@@ -10,8 +10,9 @@ import os
 import zipfile
 
 from hrnet_keras import network
-from hrnet_keras.blocks import layer_name
+from hrnet_keras.architecture import layer_name
 from hrnet_keras.checkpoints import CheckpointError, is_hub_handle, load_checkpoint_into
+from hrnet_keras.checkpoints.conversion import ensure_converted
 from hrnet_keras.configs import ALIASES, PRESETS, convert_command, get_preset
 
 
@@ -36,12 +37,9 @@ def resolve_weights(weights, name):
     """(file, row) that `weights` ("imagenet", a row name, `hf://...` or a path) stands for.
 
     Row names resolve to the converted `.weights.h5` in the cache, converting
-    the published checkpoint on first use (imported here: `convert` builds
-    models, and `python -m hrnet_keras.convert` must not be imported twice).
+    the published checkpoint on first use.
     Hub names resolve to the Hub cache's `model.safetensors`, checked there.
     """
-    from hrnet_keras.convert import ensure_converted
-
     row = _row_name(name if weights == "imagenet" else weights)
     if row is not None:
         return os.fspath(ensure_converted(row)), row

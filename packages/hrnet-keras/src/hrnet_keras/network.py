@@ -1,49 +1,15 @@
-"""The HRNet graph for every architecture: mmpretrain's HRNet + HRFuseScales + GAP + Linear.
+"""The Keras model of every row: `architecture`'s graph in `blocks.KERAS_LAYERS`.
 
-`build` makes the Keras model with freshly initialised weights from the row's
-`ArchConfig` (configs.py); `create_model` (model.py) checks its arguments first and
-loads weights after.
+`build` makes it with freshly initialised weights from the row's `ArchConfig`
+(configs.py); `create_model` (model.py) checks its arguments first and loads weights after.
 """
 
 import keras
-from keras import layers
 
-from hrnet_keras import blocks, features
-from hrnet_keras.configs import (
-    BLOCK_EXPANSION,
-    IMAGENET_CLASSES,
-    NECK_CHANNELS,
-    NECK_OUT_CHANNELS,
-    STEM_CHANNELS,
-    get_arch,
-)
-from hrnet_keras.initializers import NUMPY_DENSE_INIT, declare_keras_initializers
-
-
-def hrnet_backbone(inputs, arch):
-    """Stem, layer1 and stages 2-4 of `arch` (an `ArchConfig`); returns (stem, branches).
-
-    `stem` is the first conv's output (stride 2, timm's feature 0); `branches` the last
-    stage's four outputs.
-    """
-    stem = blocks.conv_bn(
-        inputs, STEM_CHANNELS, 3, strides=2, conv="backbone.conv1", bn="backbone.bn1"
-    )
-    x = blocks.conv_bn(stem, STEM_CHANNELS, 3, strides=2, conv="backbone.conv2", bn="backbone.bn2")
-    layer1 = arch.layer1
-    make_block = blocks.residual_block(layer1.block)
-    for k in range(layer1.num_blocks):
-        x = make_block(x, layer1.out_channels, f"backbone.layer1.{k}")
-    branches = [x]
-    for s, stage in enumerate(arch.stages, start=2):
-        expansion = BLOCK_EXPANSION[stage.block]
-        channels = [c * expansion for c in arch.branch_channels[: stage.num_branches]]
-        branches = blocks.transition(branches, channels, f"backbone.transition{s - 1}")
-        for m in range(stage.num_modules):
-            branches = blocks.hr_module(
-                branches, channels, stage.num_blocks, f"backbone.stage{s}.{m}", stage.block
-            )
-    return stem, branches
+from hrnet_keras import architecture, features
+from hrnet_keras.blocks import KERAS_LAYERS
+from hrnet_keras.configs import IMAGENET_CLASSES, get_arch
+from hrnet_keras.initializers import declare_keras_initializers
 
 
 def _feature_maps(stem, branches, out_indices, feature_location):
@@ -51,7 +17,7 @@ def _feature_maps(stem, branches, out_indices, feature_location):
     maps = [stem]
     for i, x in enumerate(branches):
         if feature_location == "incre" and i + 1 in out_indices:
-            x = blocks.increase_layer(x, i, NECK_CHANNELS[i], "neck.0")
+            x = architecture.increase_layer(KERAS_LAYERS, x, i)
         maps.append(x)
     return [maps[i] for i in out_indices]
 
@@ -70,7 +36,7 @@ def build(
 ):
     """The Keras model of row `name` on `inputs` (arguments as `create_model`'s, checked there)."""
     arch = get_arch(name)
-    stem, branches = hrnet_backbone(inputs, arch)
+    stem, branches = architecture.backbone(KERAS_LAYERS, inputs, arch)
     source = keras.utils.get_source_inputs(inputs)  # the Input(s) below an `input_tensor`
     source = source[0] if len(source) == 1 else source
     model_name = name.replace("-", "_").replace(".", "_")
@@ -81,19 +47,11 @@ def build(
         model = features.FeaturePyramidModel(source, outputs, name=model_name, feature_info=info)
         declare_keras_initializers(model)
         return model
-    x = blocks.fuse_scales(branches, NECK_CHANNELS, NECK_OUT_CHANNELS, "neck.0")
+    x = architecture.fuse_scales(KERAS_LAYERS, branches)
     if include_top:
-        x = layers.GlobalAveragePooling2D(name=blocks.layer_name("neck.1"))(x)
-        x = layers.Dense(
-            classes,
-            activation=classifier_activation,
-            kernel_initializer=NUMPY_DENSE_INIT,
-            name=blocks.layer_name("head.fc"),
-        )(x)
-    elif pooling == "avg":
-        x = layers.GlobalAveragePooling2D(name=blocks.layer_name("neck.1"))(x)
-    elif pooling == "max":
-        x = layers.GlobalMaxPooling2D(name=blocks.layer_name("neck.1"))(x)
+        x = architecture.head(KERAS_LAYERS, x, classes, classifier_activation)
+    elif pooling in ("avg", "max"):
+        x = KERAS_LAYERS.global_pool(x, pooling, name="neck.1")
     model = keras.Model(source, x, name=model_name)
     declare_keras_initializers(model)
     return model

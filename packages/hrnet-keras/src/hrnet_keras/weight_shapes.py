@@ -3,167 +3,60 @@
 Keras saves a functional model's weights as `layers/<class>_<n>/vars/<i>`: `<class>`
 is the layer class in snake case, `<n>` counts that class over `model.layers`, the
 order Keras' `map_graph` gives (deepest first, ties in the traversal order from the
-outputs). `expected_tensors` replays that order on a graph that mirrors
-`network.build` (same layers, same calls), so a file's shapes can be checked on a
-driver that never imports Keras; `tests` compare it with a built model.
+outputs). `expected_tensors` records `architecture`'s graph, the one `network.build`
+makes in Keras, and replays that order, so a file's shapes can be checked on a driver
+that never imports Keras; `tests` compare it with a built model.
 """
 
 import collections
 
-from hrnet_keras.configs import (
-    IMAGENET_CLASSES,
-    BLOCK_EXPANSION,
-    NECK_CHANNELS,
-    NECK_OUT_CHANNELS,
-    STEM_CHANNELS,
-    get_arch,
-)
-
-CLASSES = IMAGENET_CLASSES  # the table's head
+from hrnet_keras import architecture
+from hrnet_keras.configs import get_arch
 
 
 class _Graph:
-    """Operations with one call each: (kind, name, input ids, output channels, var shapes)."""
+    """`architecture`'s layer constructors, recording each call as an op: (Keras' class
+    name in snake case, torch module path, input op ids, output channels, var shapes)."""
 
     def __init__(self):
         self.ops = []
 
-    def add(self, kind, name, inputs, channels, shapes=()):
+    def _add(self, kind, name, inputs, channels, shapes=()):
         self.ops.append((kind, name, tuple(inputs), channels, tuple(shapes)))
         return len(self.ops) - 1
 
     def channels(self, op):
         return self.ops[op][3]
 
-    def conv_bn(self, x, filters, kernel, *, conv, bn, strides=1, relu=True):
-        if strides != 1 and kernel > 1:
-            x = self.add("zero_padding2d", f"{conv}.pad", [x], self.channels(x))
-        x = self.add("conv2d", conv, [x], filters, [(kernel, kernel, self.channels(x), filters)])
-        x = self.add("batch_normalization", bn, [x], filters, [(filters,)] * 4)
-        if relu:
-            x = self.add("re_lu", f"{bn}.relu", [x], filters)
-        return x
+    def input(self, name, channels=3):
+        return self._add("input_layer", name, [], channels)
 
-    def residual(self, x, shortcut, name):
-        x = self.add("add", f"{name}.add", [x, shortcut], self.channels(x))
-        return self.add("re_lu", f"{name}.relu", [x], self.channels(x))
+    def zero_padding(self, x, padding, name):
+        return self._add("zero_padding2d", name, [x], self.channels(x))
 
-    def shortcut(self, x, filters, name):
-        if self.channels(x) == filters:
-            return x
-        return self.conv_bn(
-            x, filters, 1, conv=f"{name}.downsample.0", bn=f"{name}.downsample.1", relu=False
-        )
+    def conv(self, x, filters, kernel_size, *, strides, padding, name):
+        shape = (kernel_size, kernel_size, self.channels(x), filters)
+        return self._add("conv2d", name, [x], filters, [shape])
 
-    def basic_block(self, x, filters, name):
-        y = self.conv_bn(x, filters, 3, conv=f"{name}.conv1", bn=f"{name}.bn1")
-        y = self.conv_bn(y, filters, 3, conv=f"{name}.conv2", bn=f"{name}.bn2", relu=False)
-        return self.residual(y, self.shortcut(x, filters, name), name)
+    def batch_norm(self, x, name):
+        channels = self.channels(x)
+        return self._add("batch_normalization", name, [x], channels, [(channels,)] * 4)
 
-    def bottleneck_block(self, x, filters, name):
-        mid = filters // 4
-        y = self.conv_bn(x, mid, 1, conv=f"{name}.conv1", bn=f"{name}.bn1")
-        y = self.conv_bn(y, mid, 3, conv=f"{name}.conv2", bn=f"{name}.bn2")
-        y = self.conv_bn(y, filters, 1, conv=f"{name}.conv3", bn=f"{name}.bn3", relu=False)
-        return self.residual(y, self.shortcut(x, filters, name), name)
+    def relu(self, x, name):
+        return self._add("re_lu", name, [x], self.channels(x))
 
-    def transition(self, features, channels, name):
-        out = []
-        for i, filters in enumerate(channels):
-            if i < len(features):
-                x = features[i]
-                if self.channels(x) != filters:
-                    x = self.conv_bn(x, filters, 3, conv=f"{name}.{i}.0", bn=f"{name}.{i}.1")
-            else:
-                x = self.conv_bn(
-                    features[-1],
-                    filters,
-                    3,
-                    strides=2,
-                    conv=f"{name}.{i}.0.0",
-                    bn=f"{name}.{i}.0.1",
-                )
-            out.append(x)
-        return out
+    def add(self, inputs, name):
+        return self._add("add", name, inputs, self.channels(inputs[0]))
 
-    def fuse_input(self, x, i, j, channels, name):
-        prefix = f"{name}.fuse_layers.{i}.{j}"
-        if j > i:
-            x = self.conv_bn(x, channels[i], 1, conv=f"{prefix}.0", bn=f"{prefix}.1", relu=False)
-            return self.add("up_sampling2d", f"{prefix}.up", [x], channels[i])
-        steps = i - j
-        for k in range(steps):
-            last = k == steps - 1
-            x = self.conv_bn(
-                x,
-                channels[i] if last else channels[j],
-                3,
-                strides=2,
-                conv=f"{prefix}.{k}.0",
-                bn=f"{prefix}.{k}.1",
-                relu=not last,
-            )
-        return x
+    def upsample(self, x, factor, name):
+        return self._add("up_sampling2d", name, [x], self.channels(x))
 
-    def block(self, kind):
-        return {"basic": self.basic_block, "bottleneck": self.bottleneck_block}[kind]
+    def global_pool(self, x, kind, name):
+        kinds = {"avg": "global_average_pooling2d", "max": "global_max_pooling2d"}
+        return self._add(kinds[kind], name, [x], self.channels(x))
 
-    def hr_module(self, features, channels, num_blocks, name, block="basic"):
-        branches = []
-        for b, (x, filters) in enumerate(zip(features, channels)):
-            for k in range(num_blocks):
-                x = self.block(block)(x, filters, f"{name}.branches.{b}.{k}")
-            branches.append(x)
-        if len(branches) == 1:
-            return branches
-        fused = []
-        for i in range(len(branches)):
-            terms = [
-                x if j == i else self.fuse_input(x, i, j, channels, name)
-                for j, x in enumerate(branches)
-            ]
-            y = self.add("add", f"{name}.fuse_layers.{i}.add", terms, channels[i])
-            fused.append(self.add("re_lu", f"{name}.fuse_layers.{i}.relu", [y], channels[i]))
-        return fused
-
-    def classifier(self, arch):
-        """The full 1000-class model of `network.classifier`; returns its output op."""
-        x = self.add("input_layer", "pixel_values", [], 3)
-        x = self.conv_bn(x, STEM_CHANNELS, 3, strides=2, conv="backbone.conv1", bn="backbone.bn1")
-        x = self.conv_bn(x, STEM_CHANNELS, 3, strides=2, conv="backbone.conv2", bn="backbone.bn2")
-        for k in range(arch.layer1.num_blocks):
-            x = self.block(arch.layer1.block)(x, arch.layer1.out_channels, f"backbone.layer1.{k}")
-        features = [x]
-        for s, stage in enumerate(arch.stages, start=2):
-            expansion = BLOCK_EXPANSION[stage.block]
-            channels = [c * expansion for c in arch.branch_channels[: stage.num_branches]]
-            features = self.transition(features, channels, f"backbone.transition{s - 1}")
-            for m in range(stage.num_modules):
-                features = self.hr_module(
-                    features, channels, stage.num_blocks, f"backbone.stage{s}.{m}", stage.block
-                )
-        feat = None
-        for i, (x, filters) in enumerate(zip(features, NECK_CHANNELS)):
-            x = self.bottleneck_block(x, filters, f"neck.0.increase_layers.{i}.0")
-            if feat is None:
-                feat = x
-                continue
-            feat = self.conv_bn(
-                feat,
-                filters,
-                3,
-                strides=2,
-                conv=f"neck.0.downsample_layers.{i - 1}.conv",
-                bn=f"neck.0.downsample_layers.{i - 1}.bn",
-            )
-            feat = self.add("add", f"neck.0.downsample_layers.{i - 1}.add", [feat, x], filters)
-        x = self.conv_bn(
-            feat, NECK_OUT_CHANNELS, 1, conv="neck.0.final_layer.conv", bn="neck.0.final_layer.bn"
-        )
-        x = self.add("global_average_pooling2d", "neck.1", [x], NECK_OUT_CHANNELS)
-        return self.add(
-            "dense", "head.fc", [x], CLASSES, [(NECK_OUT_CHANNELS, CLASSES), (CLASSES,)]
-        )
+    def dense(self, x, units, activation, name):
+        return self._add("dense", name, [x], units, [(self.channels(x), units), (units,)])
 
     def keras_order(self, output):
         """Op ids in the order of Keras' `map_graph`: deepest first, then traversal order."""
@@ -189,11 +82,18 @@ class _Graph:
         return sorted(post_order, key=lambda op: (-depth[op], index[op]))
 
 
+def recorded_classifier(name):
+    """(the recorded graph, its output op) of row `name`'s full classifier; `graph.ops`
+    lists each layer as (kind, torch-style name, inputs, channels, shapes) in build order."""
+    graph = _Graph()
+    return graph, architecture.classifier(graph, graph.input("pixel_values"), get_arch(name))
+
+
 def expected_tensors(name):
     """{`layers/<class>_<n>/vars/<i>`: (torch-style layer name, shape)} of row `name`'s
     full classifier, as `model.save_weights` writes it."""
-    graph = _Graph()
-    order = graph.keras_order(graph.classifier(get_arch(name)))
+    graph, output = recorded_classifier(name)
+    order = graph.keras_order(output)
     counts = collections.Counter()
     tensors = {}
     for op in order:

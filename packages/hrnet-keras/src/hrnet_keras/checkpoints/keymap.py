@@ -9,7 +9,7 @@ import re
 import numpy as np
 from keras import layers
 
-from hrnet_keras.blocks import torch_prefix
+from hrnet_keras.architecture import torch_prefix
 from hrnet_keras.configs import ARCHS
 
 from hrnet_keras.checkpoints.reader import CheckpointError
