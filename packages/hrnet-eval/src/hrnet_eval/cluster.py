@@ -54,6 +54,8 @@ def connect(address=None, *, num_cpus=None):
     Ray reads its auth settings when it is imported: a local cluster must be
     started by a process that has not imported Ray yet.
     """
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return "on the Ray cluster joined to index the data"
     # Errors of shards the driver stopped waiting for are not news.
     os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     address = cluster_address(address)

@@ -4,7 +4,6 @@ import collections
 import concurrent.futures
 import dataclasses
 import datetime
-import hashlib
 import json
 import os
 import tempfile
@@ -27,26 +26,13 @@ class RowsStopped(EvalError):
     written for what finished."""
 
 
-def content_stamp(items):
-    """sha1 over each image file's (or container's) size and modification time (ns):
-    an image changed in place changes the stamp. Raises DataError for a missing file."""
-    digest = hashlib.sha1()
-    for source in dict.fromkeys(item.source for item in items):
-        try:
-            stat = os.stat(source)
-        except OSError as exc:
-            raise DataError(f"Cannot read {source}: {exc.strerror}.") from None
-        digest.update(f"{source}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
 def shard_key(dataset, start, end, backend):
     """What a stored shard must have been made from to be reused, but the row's weights
     and preprocessing (`Plan.key` adds them)."""
     return {
         "format": RECORD_FORMAT,
         "data": dataset.fingerprint(start, end),
-        "files": content_stamp(dataset.items[start:end]),
+        "files": dataset.content_stamp(start, end),
         "backend": backend,
     }
 
@@ -236,7 +222,12 @@ def _run(config, output, began, out):
         out(banner, flush=True)
         specs = {m: demo.random_spec(m) for m in models}
     else:
-        dataset = load_dataset(config.data, labels_file=config.labels, limit=config.limit)
+        dataset = load_dataset(
+            config.data,
+            labels_file=config.labels,
+            limit=config.limit,
+            connect=lambda: out(cluster.connect(config.address, num_cpus=config.local_cpus)),
+        )
         specs = dict(zip(models, resolve_all(models, config, out)))
     out(f"data: {dataset.root} ({dataset.layout}), {len(dataset)} images", flush=True)
     for note in dataset.notes:
