@@ -142,6 +142,12 @@ def load_dataset(path, *, labels_file=None, limit=None, connect=None):
         except OSError as exc:
             raise DataError(f"Cannot list {path}: {exc}") from None
         if found is None:
+            bucket = storage.bucket(path)
+            if tree.kind(bucket) is None:
+                raise DataError(
+                    f"Bucket {bucket} does not exist or cannot be read with the credentials "
+                    "of this environment."
+                )
             raise DataError(f"Data path {path} does not exist: {_DATA_HINT}")
         dataset = _detect(tree, path, labels_file)
     else:
@@ -216,11 +222,11 @@ class _Objects:
     def kind(self, where):
         parent, name = where.rstrip("/").rsplit("/", 1)
         if parent.endswith(":/"):  # the bucket itself
-            return "dir"
-        try:
-            dirs, files = self.listdir(parent)
-        except DataError:
-            return None
+            try:
+                return "dir" if storage.info(where).type.name == "Directory" else None
+            except OSError:  # e.g. access denied
+                return None
+        dirs, files = self.listdir(parent)
         return "file" if name in files else "dir" if name in dirs else None
 
     def listdir(self, where):

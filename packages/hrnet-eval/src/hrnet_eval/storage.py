@@ -41,8 +41,10 @@ def join(uri, *names):
     return "/".join([uri.rstrip("/"), *(n.strip("/") for n in names)])
 
 
-def basename(uri):
-    return posixpath.basename(uri.rstrip("/"))
+def bucket(uri):
+    """The URI of `uri`'s bucket."""
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 @functools.lru_cache(maxsize=None)

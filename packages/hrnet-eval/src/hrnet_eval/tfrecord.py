@@ -98,18 +98,20 @@ def index(path, stream=None, size=None):
     """
     if stream is None:
         with open(path, "rb") as f:
-            return _index(f, os.path.getsize(path), path, f.seek)
-    return _index(stream, size, path, lambda pos: _skip(stream, pos, path))
+            return _index(f, os.path.getsize(path), path, lambda n: f.seek(n, os.SEEK_CUR))
+    return _index(stream, size, path, lambda n: _skip(stream, n, path))
 
 
-def _skip(stream, pos, path):
-    """Read a sequential `stream` on to byte `pos`."""
-    while stream.tell() < pos:
-        if not stream.read(min(pos - stream.tell(), 1 << 20)):
-            raise RecordError(f"{path} is truncated at byte {stream.tell()}.")
+def _skip(stream, n, path):
+    """Read `n` bytes of a sequential `stream` and drop them."""
+    while n > 0:
+        chunk = stream.read(min(n, 1 << 20))
+        if not chunk:
+            raise RecordError(f"{path} is truncated (a record runs past the end of the file).")
+        n -= len(chunk)
 
 
-def _index(f, size, path, seek):
+def _index(f, size, path, skip):
     out = []
     pos = 0
     while pos < size:
@@ -125,7 +127,8 @@ def _index(f, size, path, seek):
             )
         out.append((pos + HEADER, length))
         pos += HEADER + length + FOOTER
-        seek(pos)
+        if pos < size:
+            skip(length + FOOTER)
     if pos != size:
         raise RecordError(f"{path} is truncated (a record runs past the end of the file).")
     return out
