@@ -54,6 +54,9 @@ def connect(address=None, *, num_cpus=None):
     Ray reads its auth settings when it is imported: a local cluster must be
     started by a process that has not imported Ray yet.
     """
+    # Ray's prefixes of forwarded worker lines stay plain text in a job's log file.
+    if not sys.stdout.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         return "on the Ray cluster joined to index the data"
     # Errors of shards the driver stopped waiting for are not news.

@@ -371,6 +371,7 @@ def _dispatch(config, dataset, specs, todo, store, out, joined=False, early=None
     progress = Progress(
         totals={m: len(dataset) for m in config.models},
         done={m: sum(r["end"] - r["start"] for r in done[m]) for m in config.models},
+        records=done,
         interval=config.progress_seconds,
         out=out,
     )
@@ -378,7 +379,7 @@ def _dispatch(config, dataset, specs, todo, store, out, joined=False, early=None
     def on_result(row, shard, scored):
         unit = Unit(row, shard.start, shard.end)
         done[row].append(store.save(unit, todo.key(unit), scored.record(row)))
-        progress.add(row, unit.size)
+        progress.add(row, unit.size, done[row][-1])
 
     resources = Resources(
         workers=workers,
