@@ -58,7 +58,7 @@ def connect(address=None, *, num_cpus=None):
     if not sys.stdout.isatty():
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
-        return "on the Ray cluster joined to index the data"
+        return "still on the Ray cluster joined to index the data (tar / TFRecord files)"
     # Errors of shards the driver stopped waiting for are not news.
     os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     address = cluster_address(address)

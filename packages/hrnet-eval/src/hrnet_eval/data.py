@@ -136,12 +136,8 @@ def load_dataset(path, *, labels_file=None, limit=None, connect=None):
         why = storage.refusal(path)
         if why:
             raise DataError(f"--data {why}")
-        tree = _Objects(path, connect)
-        try:
-            found = tree.kind(path)
-        except OSError as exc:
-            raise DataError(f"Cannot list {path}: {exc}") from None
-        if found is None:
+        tree = _Objects(connect)
+        if tree.kind(path) is None:
             bucket = storage.bucket(path)
             if tree.kind(bucket) is None:
                 raise DataError(
@@ -201,7 +197,7 @@ class _Files:
 
     @staticmethod
     def tar_members(tar_path):
-        return _tar_members(tar_path)
+        return tar_members(tar_path)
 
     @staticmethod
     def tfrecord_indexes(files):
@@ -212,8 +208,8 @@ class _Objects:
     """The layouts' view of object storage: one listing per folder looked at, one
     recursive listing of class folders; containers indexed by Ray tasks, cached."""
 
-    def __init__(self, root, connect=None):
-        self.root, self.connect = root, connect
+    def __init__(self, connect=None):
+        self.connect = connect
         self.stamps = {}  # object URI -> storage.stamp, of the objects listed
         self._listed = {}
 
@@ -408,7 +404,7 @@ def _from_flat(tree, root, names, labels_file):
     return Dataset(items, "flat", root, notes, stamps=tree.stamps)
 
 
-def _tar_members(tar_path, stream=None):
+def tar_members(tar_path, stream=None):
     """(base name, data offset, size) of each image member of a tar, sorted by name;
     `stream`: a sequential reader of it (an object in object storage)."""
     members = []

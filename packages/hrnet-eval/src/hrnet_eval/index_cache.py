@@ -35,7 +35,7 @@ def read_index(uri, kind, size):
     try:
         with storage.open_stream(uri) as stream:
             if kind == "tar":
-                members = data._tar_members(uri, stream)
+                members = data.tar_members(uri, stream)
             else:
                 members = data.tfrecord_index(uri, stream, size)
     except data.DataError as exc:

@@ -226,7 +226,9 @@ def _run(config, output, began, out):
             config.data,
             labels_file=config.labels,
             limit=config.limit,
-            connect=lambda: out(cluster.connect(config.address, num_cpus=config.local_cpus)),
+            connect=lambda: out(
+                cluster.connect(config.address, num_cpus=config.local_cpus), flush=True
+            ),
         )
         specs = dict(zip(models, resolve_all(models, config, out)))
     out(f"data: {dataset.root} ({dataset.layout}), {len(dataset)} images", flush=True)
