@@ -196,29 +196,38 @@ def test_refused_uris_name_what_to_do(s3):
 
 
 def test_job_over_s3_gives_the_reference_counts(s3, ray_head, image_set, tmp_path, compile_cache):
-    """`ray job submit -- python -m hrnet_eval --data s3://...`: endpoint and (moto's fake)
-    keys reach the job's processes through its runtime_env; the counts are the reference's;
-    no secret and no terminal colour code in the job's log, no secret in its results."""
+    """`ray job submit -- python -m hrnet_eval --data s3://...` over TFRecords: the job indexes
+    them in tasks on its cluster, its decode tasks read the records by ranged reads; endpoint
+    and (moto's fake) keys reach the job's processes through its runtime_env. The counts are
+    the reference's; no secret and no terminal colour code in the job's log, no secret in its
+    results."""
     import uuid
 
     import boto3
 
     from test_ray_jobs import W18, assert_counts, job_args
 
-    client = boto3.client("s3")
-    for path in image_set.class_folders.rglob("*"):
-        if path.is_file():
-            key = "job/val/" + path.relative_to(image_set.class_folders).as_posix()
-            client.upload_file(str(path), BUCKET, key)
+    records = tmp_path / "records"
+    records.mkdir()
+    examples = [
+        ((image_set.flat / name).read_bytes(), label, name)
+        for name, label in zip(image_set.names, image_set.labels)
+    ]
+    for k in range(2):
+        name = f"imagenet2012-validation.tfrecord-{k:05d}-of-00002"
+        write_tfrecord(records / name, examples[k::2])
+        boto3.client("s3").upload_file(str(records / name), BUCKET, f"job/{name}")
     out = tmp_path / "out"
     args = job_args(image_set, out, compile_cache, data=f"{s3}/job", shard_size=12)
-    aws = {k: os.environ[k] for k in os.environ if k.startswith("AWS_")}
+    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k == "XDG_CACHE_HOME"}
+    cached = set(index_cache.cache_dir().glob("*.json"))
     job_id = f"hrnet-eval-s3-{uuid.uuid4().hex[:8]}"
-    run = ray_head.submit(*args, env_vars=aws, submission_id=job_id)
+    run = ray_head.submit(*args, env_vars=env, submission_id=job_id)
     log = ray_head.client().get_job_logs(job_id)  # what `ray job logs` shows
     assert run.returncode == 0, run.stdout + run.stderr
     assert_counts(out, image_set, (W18,))
-    assert f"data: {s3}/job/val (class folders), 24 images" in log
+    assert f"data: {s3}/job (tfds data_dir), 24 images" in log
+    assert len(set(index_cache.cache_dir().glob("*.json")) - cached) == 2  # indexed by the job
     assert "top-1 " in log and "24/24 images (100.0%)" in log
     assert SECRET not in log and "\x1b" not in log
     for path in out.rglob("*"):
