@@ -181,10 +181,12 @@ class RayHead:
     def job_env(self):
         return {**self.env, "RAY_ADDRESS": self.dashboard}
 
-    def submit_command(self, *args, options=()):
+    def submit_command(self, *args, options=(), env_vars=None):
         """`ray job submit OPTIONS -- python -m hrnet_eval ARGS`, with this process's
-        import path in the job's runtime env (under Pants the packages are not installed)."""
-        runtime_env = json.dumps({"env_vars": {"PYTHONPATH": self.env["PYTHONPATH"]}})
+        import path and `env_vars` in the job's runtime env (under Pants the packages are
+        not installed)."""
+        env_vars = {"PYTHONPATH": self.env["PYTHONPATH"], **(env_vars or {})}
+        runtime_env = json.dumps({"env_vars": env_vars})
         return ray_cli(
             "job",
             "submit",
@@ -198,14 +200,14 @@ class RayHead:
             *map(str, args),
         )
 
-    def submit(self, *args, timeout=600, no_wait=False, submission_id=None):
+    def submit(self, *args, timeout=600, no_wait=False, submission_id=None, env_vars=None):
         """`ray job submit [--no-wait] -- python -m hrnet_eval ARGS`; the finished process."""
         options = []
         if no_wait:
             options.append("--no-wait")
         if submission_id:
             options += ["--submission-id", submission_id]
-        cmd = self.submit_command(*args, options=options)
+        cmd = self.submit_command(*args, options=options, env_vars=env_vars)
         return subprocess.run(
             cmd, env=self.job_env(), capture_output=True, text=True, timeout=timeout
         )

@@ -83,7 +83,8 @@ def build_parser():
         help="ImageNet validation: class folders (val/n01440764/*.JPEG), flat "
         "ILSVRC2012_val_*.JPEG files (labels from --labels or tensorflow-datasets' "
         "validation_labels.txt), a tfds manual_dir with ILSVRC2012_img_val.tar, "
-        "or a prepared tfds data_dir (imagenet2012)",
+        "or a prepared tfds data_dir (imagenet2012); a local path or s3://bucket/prefix, "
+        "gs://bucket/prefix",
     )
     what.add_argument(
         "--labels",

@@ -75,6 +75,9 @@ def prepare(address=None):
     auth settings when it is imported: after that it is too late, and `connect` refuses."""
     # Errors of shards the driver stopped waiting for are not news.
     os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
+    # Ray's prefixes of forwarded worker lines stay plain text in a job's log file.
+    if not sys.stdout.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     if cluster_address(address) or _LOCAL_ENV_SET or "ray" in sys.modules:
         return
     os.environ.update(local_cluster_env())
@@ -85,6 +88,8 @@ def connect(address=None, *, num_cpus=None):
     """Join the cluster at `address` / $RAY_ADDRESS (as under `ray job submit`),
     else start a private local one (its environment set by `prepare`, here if not
     before). Returns a short description."""
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return "still on the Ray cluster joined to index the data (tar / TFRecord files)"
     address = cluster_address(address)
     prepare(address)
     if not address and not _LOCAL_ENV_SET:

@@ -12,7 +12,7 @@ import typing
 from hrnet_keras.configs import IMAGENET_CLASSES, TEST_PIPELINE
 from hrnet_keras.preprocessing import load_image
 
-from hrnet_eval import tfrecord
+from hrnet_eval import storage, tfrecord
 from hrnet_eval.errors import EvalError
 
 
@@ -55,15 +55,24 @@ class _NamedBytes(io.BytesIO):
 
 def read_bytes(item):
     """The bytes of one item: the whole file, or the member's or record's data in its
-    container (a TFRecord record's checksums checked). Raises `ImageError` naming it."""
+    container (a TFRecord record's checksums checked); an item in object storage by one
+    read of its object or byte range. Raises `ImageError` naming it."""
+    remote = storage.is_uri(item.source)
     try:
         if item.kind == "tfrecord":
-            return tfrecord.read(item.source, item.offset, item.length)
-        with open(item.source, "rb") as f:
+            return tfrecord.read(
+                item.source, item.offset, item.length, storage.read if remote else None
+            )
+        if remote:
             if item.kind == "file":
-                return f.read()
-            f.seek(item.offset)
-            payload = f.read(item.length)
+                return storage.read(item.source)
+            payload = storage.read(item.source, item.offset, item.length)
+        else:
+            with open(item.source, "rb") as f:
+                if item.kind == "file":
+                    return f.read()
+                f.seek(item.offset)
+                payload = f.read(item.length)
     except tfrecord.RecordError as exc:
         raise ImageError(str(exc)) from None
     except OSError as exc:

@@ -150,7 +150,12 @@ class Job:
             self.say(self.banner)
             self.specs = {m: demo.random_spec(m) for m in models}
         else:
-            self.dataset = load_dataset(config.data, labels_file=config.labels, limit=config.limit)
+            self.dataset = load_dataset(
+                config.data,
+                labels_file=config.labels,
+                limit=config.limit,
+                connect=self.connect,  # an index of tar / TFRecord objects is built on the cluster
+            )
             self.specs = dict(zip(models, resolve_all(models, config, self.out)))
         self.say(f"data: {self.dataset.root} ({self.dataset.layout}), {len(self.dataset)} images")
         for note in self.dataset.notes:
@@ -191,6 +196,9 @@ class Job:
             self.say(f"stored shards not reused: {why}")
 
     def connect(self):
+        """Join the cluster (once); returns the seconds it took."""
+        if self.joined:
+            return 0.0
         began = time.monotonic()
         self.say(cluster.connect(self.config.address, num_cpus=self.config.local_cpus))
         self.joined = True
@@ -224,6 +232,7 @@ class Job:
         progress = Progress(
             totals={m: len(self.dataset) for m in config.models},
             done={m: sum(r["end"] - r["start"] for r in self.done[m]) for m in config.models},
+            records=self.done,
             interval=config.progress_seconds,
             out=self.out,
         )
@@ -231,7 +240,7 @@ class Job:
         def on_result(row, shard, scored):
             unit = Unit(row, shard)
             self.done[row].append(self.store.save(unit, self.plan.key(unit), scored.record(row)))
-            progress.add(row, shard.size)
+            progress.add(row, shard.size, self.done[row][-1])
 
         resources = Resources(
             workers=workers,

@@ -11,13 +11,11 @@ scheduler's `policy.Work` starts from.
 
 import collections
 import dataclasses
-import hashlib
 import json
-import os
 import typing
 
 from hrnet_eval import resume
-from hrnet_eval.data import DataError, shards
+from hrnet_eval.data import shards
 from hrnet_eval.images import TABLE, Decoding
 from hrnet_eval.store import RECORD_FORMAT
 
@@ -49,26 +47,13 @@ class Unit(typing.NamedTuple):
     shard: Shard
 
 
-def content_stamp(items):
-    """sha1 over each image file's (or container's) size and modification time (ns):
-    an image changed in place changes the stamp. Raises DataError for a missing file."""
-    digest = hashlib.sha1()
-    for source in dict.fromkeys(item.source for item in items):
-        try:
-            stat = os.stat(source)
-        except OSError as exc:
-            raise DataError(f"Cannot read {source}: {exc.strerror}.") from None
-        digest.update(f"{source}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
 def shard_key(dataset, start, end, backend):
     """What a stored shard must have been made from to be reused, but the row's weights
     and preprocessing (`Plan.key` adds them)."""
     return {
         "format": RECORD_FORMAT,
         "data": dataset.fingerprint(start, end),
-        "files": content_stamp(dataset.items[start:end]),
+        "files": dataset.content_stamp(start, end),
         "backend": backend,
     }
 

@@ -4,7 +4,8 @@
 files into `output` with matplotlib's Agg backend (no display needed). Each row is a published
 point (filled) and, where images were evaluated, a measured point (hollow) joined to it; rows
 whose weights are not the published files (as `results.make_row` says: other files, or
-the seeded random init of `--demo`) are drawn grey and labelled "(not the published weights)".
+the seeded random init of `--demo`) are drawn grey and labelled "(unpublished weights)", as
+results.md names them. Labels stay inside the axes.
 """
 
 from pathlib import Path
@@ -15,7 +16,7 @@ from hrnet_eval.spec import label
 
 SIZE_INCHES = (8.0, 5.0)
 DPI = 150
-UNPUBLISHED = "(not the published weights)"
+UNPUBLISHED = "(unpublished weights)"  # as results.md names such rows
 
 
 def published_weights(row):
@@ -49,7 +50,7 @@ def figure(rows, title="HRNet on ImageNet-1k: Top-1 against GFLOPs"):
             point(gflops, row["top1"], legend, marker="s", mfc="white", mec=colour, mew=1.8, ms=7)
             ax.plot([gflops] * 2, [row["published_top1"], row["top1"]], ":", color=colour, lw=1)
             if not published:
-                text += f"\n{UNPUBLISHED}"
+                text += f" {UNPUBLISHED}"
         ax.annotate(
             text,
             (gflops, row["published_top1"]),
@@ -63,7 +64,27 @@ def figure(rows, title="HRNet on ImageNet-1k: Top-1 against GFLOPs"):
     ax.grid(True, alpha=0.3)
     if rows:
         ax.legend(loc="best", fontsize=8)
+    keep_inside(fig, ax)
     return fig
+
+
+def keep_inside(fig, ax):
+    """Move each point's label to the other side of its point where it would cross the
+    axes' right or top edge."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw_without_rendering()
+    frame = ax.get_window_extent(renderer)
+    for text in ax.texts:
+        box = text.get_window_extent(renderer)
+        (dx, dy), ha, va = text.xyann, "left", "baseline"
+        if box.x1 > frame.x1:
+            dx, ha = -abs(dx), "right"
+        if box.y1 > frame.y1:
+            dy, va = -abs(dy), "top"
+        text.xyann = (dx, dy)
+        text.set(ha=ha, va=va)
 
 
 def write_plot(rows, output):

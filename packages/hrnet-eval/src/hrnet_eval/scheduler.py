@@ -172,9 +172,17 @@ class Pool:
 
     def report_stall(self, seconds):
         loaded = sum(bool(s.loaded) for s in self.slots)
+        loading = "; ".join(
+            f"worker {s.index} loading {', '.join(sorted(s.loading))}"
+            for s in self.slots
+            if s.loading
+        )
+        doing = f" ({loading}: weights, then its program built or read and compiled)"
         self.log(
             f"no worker has finished anything for {seconds:.0f} s ({loaded} of "
-            f"{len(self.slots)} with a row ready); waiting for the cluster",
+            f"{len(self.slots)} with a row ready){doing if loading else ''}; "
+            f"waiting for the cluster, {self.clock.now():.0f} s since the first worker was "
+            "asked for",
             flush=True,
         )
 
@@ -192,7 +200,7 @@ class Scheduler:
     depth = 2  # score calls in flight per worker
     max_attempts = 3  # workers a shard may lose
     poll_seconds = 1.0
-    stall_seconds = 120.0  # silence before a "waiting for the cluster" line
+    stall_seconds = 30.0  # silence before a "waiting for the cluster" line
 
     def __init__(
         self,

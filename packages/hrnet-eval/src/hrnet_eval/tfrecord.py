@@ -89,41 +89,58 @@ def _length(header, path, pos):
     return struct.unpack("<Q", header[:8])[0]
 
 
-def index(path):
+def index(path, stream=None, size=None):
     """(offset, length) of each record's data in a TFRecord file.
 
     Reads the headers only (their checksums checked); the data is checked by `read`.
+    `stream` (with `size`): a sequential reader of the file named `path` (an object in
+    object storage), read through instead of seeking.
     """
+    if stream is None:
+        with open(path, "rb") as f:
+            return _index(f, os.path.getsize(path), path, lambda n: f.seek(n, os.SEEK_CUR))
+    return _index(stream, size, path, lambda n: _skip(stream, n, path))
+
+
+def _skip(stream, n, path):
+    """Read `n` bytes of a sequential `stream` and drop them."""
+    while n > 0:
+        chunk = stream.read(min(n, 1 << 20))
+        if not chunk:
+            raise RecordError(f"{path} is truncated (a record runs past the end of the file).")
+        n -= len(chunk)
+
+
+def _index(f, size, path, skip):
     out = []
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        pos = 0
-        while pos < size:
-            header = f.read(HEADER)
-            if len(header) < HEADER:
-                raise RecordError(
-                    f"{path} is truncated at byte {pos} (not a complete TFRecord file)."
-                )
-            length = _length(header, path, pos)
-            if length > size - pos - HEADER - FOOTER:
-                raise RecordError(
-                    f"{path}: the TFRecord header at byte {pos} gives a record of {length} "
-                    f"bytes, past the end of the file ({size} bytes): the file is damaged or "
-                    "truncated (prepare or download it again)."
-                )
-            out.append((pos + HEADER, length))
-            pos += HEADER + length + FOOTER
-            f.seek(pos)
+    pos = 0
+    while pos < size:
+        header = f.read(HEADER)
+        if len(header) < HEADER:
+            raise RecordError(f"{path} is truncated at byte {pos} (not a complete TFRecord file).")
+        length = _length(header, path, pos)
+        if length > size - pos - HEADER - FOOTER:
+            raise RecordError(
+                f"{path}: the TFRecord header at byte {pos} gives a record of {length} "
+                f"bytes, past the end of the file ({size} bytes): the file is damaged or "
+                "truncated (prepare or download it again)."
+            )
+        out.append((pos + HEADER, length))
+        pos += HEADER + length + FOOTER
+        if pos < size:
+            skip(length + FOOTER)
     if pos != size:
         raise RecordError(f"{path} is truncated (a record runs past the end of the file).")
     return out
 
 
-def read(path, offset, length):
-    """The `length` data bytes at `offset` (as `index` gave them), both checksums checked."""
-    with open(path, "rb") as f:
-        f.seek(offset - HEADER)
-        record = f.read(HEADER + length + FOOTER)
+def read(path, offset, length, read_range=None):
+    """The `length` data bytes at `offset` (as `index` gave them), both checksums checked.
+    `read_range(path, offset, n)`: how to read `n` bytes at `offset` of `path` (default: a
+    local file)."""
+    if read_range is None:
+        read_range = _read_local
+    record = read_range(path, offset - HEADER, HEADER + length + FOOTER)
     if len(record) != HEADER + length + FOOTER:
         raise RecordError(f"{path}: the record at byte {offset} runs past the end of the file.")
     if _length(record[:HEADER], path, offset - HEADER) != length:
@@ -138,6 +155,12 @@ def read(path, offset, length):
             "prepare or download it again)."
         )
     return data
+
+
+def _read_local(path, offset, n):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(n)
 
 
 def parse_example(data):
