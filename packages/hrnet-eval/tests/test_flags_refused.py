@@ -41,6 +41,36 @@ def test_an_absurd_batch_size_is_a_usage_error(capsys, tmp_path):
     assert evaluate(capsys, tmp_path, "--batch-size", "1826091", "--output", "/proc/x")[0] == 1
 
 
+def test_a_batch_that_does_not_fit_names_the_largest_that_does():
+    from hrnet_keras.configs import get_preset
+
+    from hrnet_eval.memory import batch_bytes, batch_problem
+
+    w18, w64 = get_preset("hrnet-w18"), get_preset("hrnet-w64")
+    assert batch_bytes(w64, 8)[1] > batch_bytes(w18, 8)[1]  # wider rows: more per image
+    free = batch_bytes(w18, 100)[0] + 1  # 100 images fit, 101 do not
+    assert batch_problem("hrnet-w18", w18, 100, free, "gpu:0") is None
+    why = batch_problem("hrnet-w18", w18, 101, free, "gpu:0")
+    assert why.startswith("--batch-size 101 does not fit hrnet-w18 in gpu:0: about ")
+    assert why.endswith("; give --batch-size 100 or less")
+    assert batch_problem("hrnet-w18", w18, 1, 1000, "host").endswith("not one image fits")
+
+
+def test_a_batch_too_large_for_the_worker_is_refused_before_any_export(tmp_path):
+    """On the worker, before a program is exported or compiled: its error names the largest
+    batch that fits this machine's memory, and the compile cache holds no program."""
+    from hrnet_eval.config import WorkerConfig
+    from hrnet_eval.demo import random_spec
+    from hrnet_eval.programs import ProgramError
+    from hrnet_eval.worker import EvalWorker
+
+    cache = tmp_path / "cache"
+    worker = EvalWorker(WorkerConfig(batch_size=1_000_000, compile_cache=str(cache)))
+    with pytest.raises(ProgramError, match=r"^--batch-size 1000000 does not fit hrnet-w18 in "):
+        worker.load(random_spec("hrnet-w18"))
+    assert not list(cache.rglob("*.stablehlo"))
+
+
 def private(path):
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path

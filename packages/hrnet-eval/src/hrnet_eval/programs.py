@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 from hrnet_keras.checkpoints.checksums import file_sha256
 
+from hrnet_eval import memory
 from hrnet_eval.cluster import apply_env
 
 FORMAT = 3  # bump when what an entry holds changes (3: every platform, compiled code checked)
@@ -399,6 +400,17 @@ class Loader:
         self._calls = {}  # compiled name -> [jitted call, lock over its first call, compiled]
         self._compile_lock = threading.Lock()  # first calls of newly built programs
 
+    def check_fits(self, spec):
+        """Raise `ProgramError` where a batch of row `spec` cannot fit the worker's device."""
+        import jax
+
+        self.device()
+        problem = memory.batch_problem(
+            spec.name, spec.preset, self.config.batch_size, *memory.free_bytes(jax.devices()[0])
+        )
+        if problem:
+            raise ProgramError(problem)
+
     def load(self, spec, group_specs):
         """(classify, how, notes, steps) of row `spec`, compiled and called once: "how" is
         "cached" or "built"; `group_specs`: the rows loaded beside it (those of its program
@@ -412,6 +424,7 @@ class Loader:
             paths = [self.cache.read(key) for key in keys]
         except CacheMiss as miss:
             notes += [str(miss)] if str(miss) else []
+            self.check_fits(spec)  # before anything is exported for this batch
             build = self._start_build(same if spec in same else [spec])
             built = dict(self._finish_build(build)[spec.name])
             # the wait its own steps do not cover: the task's queue and process start, and
@@ -435,6 +448,7 @@ class Loader:
         self.device()
         if time.perf_counter() - began >= 0.01:  # what of JAX's start the reads left
             steps["device"] = time.perf_counter() - began
+        self.check_fits(spec)  # before it is compiled
         import jax
 
         name = compiled_name(keys[0])

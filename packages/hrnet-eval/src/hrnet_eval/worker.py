@@ -30,11 +30,12 @@ import time
 
 import numpy as np
 
+from hrnet_eval import memory
 from hrnet_eval.cluster import apply_env
 from hrnet_eval.decode import join
 from hrnet_eval.errors import WorkerError
 from hrnet_eval.programs import TOP_K, Loader
-from hrnet_eval.store import RowCounts, ScoredShard
+from hrnet_eval.store import RowCounts, ScoredShard, recount
 
 DEVICE_WAIT_S = 900  # the longest a load waits for the worker's JAX device to start
 
@@ -106,10 +107,11 @@ class EvalWorker:
         for row in rows:
             start = time.perf_counter()
             top5, finite = self.top5(row, shard["images"])
+            top1_hits, top5_hits = recount(top5, labels)
             counts[row] = RowCounts(
                 images=len(labels),
-                top1_hits=sum(int(t[0] == y) for t, y in zip(top5, labels)),
-                top5_hits=sum(int(y in t) for t, y in zip(top5, labels)),
+                top1_hits=top1_hits,
+                top5_hits=top5_hits,
                 seconds=time.perf_counter() - start,
                 top5_classes=top5,
                 nonfinite=[name for name, ok in zip(names, finite) if not ok],
@@ -189,6 +191,11 @@ class EvalWorker:
             )
         if self.programs is not None:
             return self.programs.load(spec, group_specs)
+        problem = memory.batch_problem(
+            spec.name, spec.preset, self.batch_size, *memory.free_bytes()
+        )
+        if problem:
+            raise WorkerError(problem)
         with self._keras_lock:
             classify = keras_classifier(spec)
             self.device = device_name(self.backend)
