@@ -3,9 +3,9 @@
 Pants runs test files in separate processes and sandboxes; a fixture that takes minutes to
 make (reference checkpoints, converted weights) is built by the first process that asks and
 read by the others. The folder's name holds a digest of everything the build reads (its
-arguments, the source files of the code it runs, the versions of the frameworks), so a
-change to any of them builds a new one. A lock makes the others wait for the first; the
-folder appears whole or not at all (built aside, then renamed).
+arguments, its own source and the source files of the code it runs, the versions of the
+frameworks), so a change to any of them builds a new one. A lock makes the others wait for
+the first; the folder appears whole or not at all (built aside, then renamed).
 
 The root is `$HRNET_TEST_CACHE`, else `hrnet-test-cache` in the temp dir (as the JAX cache).
 """
@@ -13,6 +13,7 @@ The root is `$HRNET_TEST_CACHE`, else `hrnet-test-cache` in the temp dir (as the
 import hashlib
 import importlib.metadata
 import importlib.util
+import inspect
 import json
 import os
 import shutil
@@ -56,12 +57,11 @@ def _versions():
 def cached_dir(name, build, *, key, modules=()):
     """The folder `build(folder)` fills, made once for `key` and the sources of `modules`.
 
-    `key`: JSON-serialisable arguments of the build (seeds, rows, sizes).
+    `key`: JSON-serialisable arguments of the build (seeds, rows, sizes); the source of
+    `build` itself is part of the digest.
     """
-    stamp = json.dumps(
-        {"key": key, "sources": source_digest(__name__, *modules), "versions": _versions()},
-        sort_keys=True,
-    )
+    sources = source_digest(__name__, *modules) + inspect.getsource(build)
+    stamp = json.dumps({"key": key, "sources": sources, "versions": _versions()}, sort_keys=True)
     folder = root() / f"{name}-{hashlib.sha256(stamp.encode()).hexdigest()[:16]}"
     if folder.is_dir():
         return folder
