@@ -44,37 +44,66 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-# Reference checkpoints, made once per test session (mmpretrain, random weights).
+# Reference checkpoints (mmpretrain, random weights): made once per test session; the files
+# and logits once per machine (tests/fixture_cache.py), whichever test process comes first.
+
+W18_SEED = 3
 
 
 @pytest.fixture(scope="session")
 def reference_w18():
     import reference_model
 
-    return reference_model.randomize(reference_model.build_reference("hrnet-w18"), seed=3)
+    return reference_model.randomize(reference_model.build_reference("hrnet-w18"), seed=W18_SEED)
 
 
-@pytest.fixture(scope="session")
-def w18_files(reference_w18, tmp_path_factory):
-    """The W18 reference saved as published (mmcls) and as official/timm with head biases."""
-    import reference_model
-
-    root = tmp_path_factory.mktemp("w18")
-    return {
-        "mmcls": reference_model.save_mmcls(reference_w18, root / "w18_mmcls.pth"),
-        "official": reference_model.save_official(reference_w18, root / "w18_official.pth"),
-    }
-
-
-@pytest.fixture(scope="session")
-def images():
+def _images():
     import numpy as np
 
     return np.random.default_rng(0).standard_normal((2, 224, 224, 3)).astype("float32")
 
 
-@pytest.fixture(scope="session")
-def reference_w18_logits(reference_w18, images):
+def _build_w18_files(folder):
+    import numpy as np
     import reference_model
 
-    return reference_model.reference_logits(reference_w18, images)
+    model = reference_model.randomize(reference_model.build_reference("hrnet-w18"), W18_SEED)
+    reference_model.save_mmcls(model, folder / "w18_mmcls.pth")
+    reference_model.save_official(model, folder / "w18_official.pth")
+    np.save(folder / "logits.npy", reference_model.reference_logits(model, _images()))
+
+
+@pytest.fixture(scope="session")
+def w18_reference_dir():
+    import fixture_cache
+
+    from hrnet_keras.configs import get_preset
+
+    # (not all of hrnet_keras: a Pants sandbox holds only the modules its tests import)
+    config = get_preset("hrnet-w18").mmpretrain_config
+    key = {"row": "hrnet-w18", "config": config, "seed": W18_SEED, "images": [0, 2, 224]}
+    return fixture_cache.cached_dir(
+        "w18-reference", _build_w18_files, key=key, modules=("reference_model",)
+    )
+
+
+@pytest.fixture(scope="session")
+def w18_files(w18_reference_dir):
+    """The W18 reference saved as published (mmcls) and as official/timm with head biases."""
+    return {
+        "mmcls": w18_reference_dir / "w18_mmcls.pth",
+        "official": w18_reference_dir / "w18_official.pth",
+    }
+
+
+@pytest.fixture(scope="session")
+def images():
+    return _images()
+
+
+@pytest.fixture(scope="session")
+def reference_w18_logits(w18_reference_dir):
+    """The W18 reference's logits on `images`."""
+    import numpy as np
+
+    return np.load(w18_reference_dir / "logits.npy")

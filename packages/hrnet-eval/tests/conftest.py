@@ -1,6 +1,7 @@
 """Session fixtures: a small ImageNet-layout image set labelled from the mmpretrain
 reference, its checkpoints converted for hrnet-keras, and a real Ray head."""
 
+import json
 import os
 import shutil
 import tempfile
@@ -8,6 +9,7 @@ import tempfile
 import numpy as np
 import pytest
 
+import fixture_cache
 import reference_model
 from imageset import ImageSet, choose_labels, count_hits, write_photos
 from ray_head import RayHead
@@ -31,8 +33,7 @@ def photo_dir(workdir):
     return workdir / "staging"
 
 
-@pytest.fixture(scope="session")
-def image_set(workdir, photo_dir):
+def _build_image_set(workdir):
     """The 24 JPEGs labelled from the W18 reference; the reference checkpoints converted:
     mmpretrain's for the table's rows, timm's (its own eval transform) for `TIMM_ROW`."""
     import hrnet_keras
@@ -41,7 +42,8 @@ def image_set(workdir, photo_dir):
     from hrnet_keras.checkpoints.conversion import convert_checkpoint
     from hrnet_keras.preprocessing import imagenet_classes
 
-    staging = photo_dir
+    staging = workdir / "staging"
+    write_photos(staging, N_IMAGES)
     names = sorted(os.listdir(staging))
     x = reference_model.reference_pipeline([staging / n for n in names])
     weights_dir = workdir / "weights"
@@ -73,11 +75,30 @@ def image_set(workdir, photo_dir):
         (class_folders / wnid).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(staging / name, class_folders / wnid / name)
     shutil.copytree(staging, flat)
-    labels_file = workdir / "val_labels.txt"
-    labels_file.write_text("".join(w + "\n" for w in wnids))
-    counts = {m: count_hits(top5[m], labels) for m in top5}
+    (workdir / "val_labels.txt").write_text("".join(w + "\n" for w in wnids))
+    found = {"names": names, "labels": labels, "wnids": wnids, "top5": top5}
+    (workdir / "imageset.json").write_text(json.dumps(found))
+
+
+@pytest.fixture(scope="session")
+def image_set():
+    """The image set of `_build_image_set`, built once per machine (tests/fixture_cache.py):
+    read-only, tests copy what they change."""
+    key = {"images": N_IMAGES, "models": MODELS, "timm": [TIMM_ROW, TIMM_SEED]}
+    modules = ("reference_model", "imageset", "hrnet_keras")
+    workdir = fixture_cache.cached_dir("eval-image-set", _build_image_set, key=key, modules=modules)
+    found = json.loads((workdir / "imageset.json").read_text())
+    counts = {m: count_hits(found["top5"][m], found["labels"]) for m in found["top5"]}
     return ImageSet(
-        names, labels, wnids, class_folders, flat, labels_file, weights_dir, top5, counts
+        found["names"],
+        found["labels"],
+        found["wnids"],
+        workdir / "val",
+        workdir / "flat",
+        workdir / "val_labels.txt",
+        workdir / "weights",
+        found["top5"],
+        counts,
     )
 
 
