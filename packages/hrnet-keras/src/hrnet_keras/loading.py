@@ -11,7 +11,12 @@ import zipfile
 
 from hrnet_keras import network
 from hrnet_keras.blocks import layer_name
-from hrnet_keras.checkpoints import CheckpointError, is_hub_handle, load_checkpoint_into
+from hrnet_keras.checkpoints import (
+    CheckpointError,
+    DownloadError,
+    is_hub_handle,
+    load_checkpoint_into,
+)
 from hrnet_keras.configs import ALIASES, PRESETS, convert_command, get_preset
 
 
@@ -44,12 +49,28 @@ def resolve_weights(weights, name):
 
     row = _row_name(name if weights == "imagenet" else weights)
     if row is not None:
-        return os.fspath(ensure_converted(row)), row
+        try:
+            return os.fspath(ensure_converted(row)), row
+        except DownloadError as exc:
+            raise DownloadError(f"{exc} {offline_instructions(row)}") from None
     if is_hub_handle(weights):
         from hrnet_keras.checkpoints import hub
 
         return hub.fetch(weights, arch=get_preset(name).arch).path, name
     return os.fspath(weights), name
+
+
+def offline_instructions(row):
+    """Where a row's published file goes without a network, and the command that converts it."""
+    from hrnet_keras.checkpoints import cache_dir, checkpoint_url
+
+    preset, cache = get_preset(row), cache_dir()
+    return (
+        f"To install the weights of {row} by hand: fetch {checkpoint_url(preset)}, put "
+        f"{preset.filename} in {cache} ($HRNET_KERAS_CACHE), then run: python -m "
+        f"hrnet_keras.convert {cache / preset.filename} --model {row} --out {cache} "
+        f"(or call create_model again: it converts a {preset.filename} found there)."
+    )
 
 
 def load_weights(model, weights, name):
@@ -61,9 +82,9 @@ def load_weights(model, weights, name):
         if layer_name("head.fc") in {layer.name for layer in model.layers}:
             _read_weights_h5(model, path, row)
         else:  # headless: read into a full classifier, then copy by layer name
-            full = network.classifier(name)
-            _read_weights_h5(full, path, row)
-            _copy_weights(full, model, path)
+            classifier = network.classifier(name)
+            _read_weights_h5(classifier, path, row)
+            _copy_weights(classifier, model, path)
     else:
         load_checkpoint_into(model, path, name)
 

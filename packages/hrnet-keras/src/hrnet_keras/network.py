@@ -9,6 +9,7 @@ import keras
 from keras import layers
 
 from hrnet_keras import blocks, features
+from hrnet_keras.keras_model import HRNetModel
 from hrnet_keras.configs import (
     BLOCK_EXPANSION,
     IMAGENET_CLASSES,
@@ -18,6 +19,9 @@ from hrnet_keras.configs import (
     get_arch,
 )
 from hrnet_keras.initializers import NUMPY_DENSE_INIT, declare_keras_initializers
+from hrnet_keras.pretrained import pretrained_cfg
+
+HEAD_DTYPE = "float32"  # KerasHub's head_dtype: the head stays float32 under a mixed policy
 
 
 def hrnet_backbone(inputs, arch):
@@ -67,6 +71,7 @@ def build(
     features_only=False,
     out_indices=None,
     feature_location="",
+    head_dtype=HEAD_DTYPE,
 ):
     """The Keras model of row `name` on `inputs` (arguments as `create_model`'s, checked there)."""
     arch = get_arch(name)
@@ -78,23 +83,26 @@ def build(
         out_indices = features.check_feature_arguments(out_indices, feature_location)
         outputs = _feature_maps(stem, branches, out_indices, feature_location)
         info = features.feature_info(arch.branch_channels, out_indices, feature_location)
-        model = features.FeaturePyramidModel(source, outputs, name=model_name, feature_info=info)
+        model = features.FeaturePyramidModel(
+            source, outputs, name=model_name, feature_info=info, pretrained_cfg=pretrained_cfg(name)
+        )
         declare_keras_initializers(model)
         return model
     x = blocks.fuse_scales(branches, NECK_CHANNELS, NECK_OUT_CHANNELS, "neck.0")
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name=blocks.layer_name("neck.1"))(x)
+    if include_top:  # pooling and classifier in `head_dtype`: float32 logits under mixed precision
+        x = layers.GlobalAveragePooling2D(name=blocks.layer_name("neck.1"), dtype=head_dtype)(x)
         x = layers.Dense(
             classes,
             activation=classifier_activation,
             kernel_initializer=NUMPY_DENSE_INIT,
             name=blocks.layer_name("head.fc"),
+            dtype=head_dtype,
         )(x)
     elif pooling == "avg":
         x = layers.GlobalAveragePooling2D(name=blocks.layer_name("neck.1"))(x)
     elif pooling == "max":
         x = layers.GlobalMaxPooling2D(name=blocks.layer_name("neck.1"))(x)
-    model = keras.Model(source, x, name=model_name)
+    model = HRNetModel(source, x, name=model_name, pretrained_cfg=pretrained_cfg(name))
     declare_keras_initializers(model)
     return model
 
