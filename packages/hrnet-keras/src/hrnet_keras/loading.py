@@ -76,10 +76,12 @@ def offline_instructions(row):
 def load_weights(model, weights, name):
     """Load `weights` ("imagenet", a row name or a file) into `model`, built for row `name`."""
     path, row = resolve_weights(weights, name)
+    full = layer_name("head.fc") in {layer.name for layer in model.layers}
     if path.endswith(".keras"):
-        _copy_weights(_read_keras(path, row), model, path)
+        if not (full and _read_keras_weights(model, path)):
+            _copy_weights(_read_keras(path, row), model, path)
     elif path.endswith(".weights.h5"):
-        if layer_name("head.fc") in {layer.name for layer in model.layers}:
+        if full:
             _read_weights_h5(model, path, row)
         else:  # headless: read into a full classifier, then copy by layer name
             classifier = network.classifier(name)
@@ -111,6 +113,25 @@ def _read_keras(path, name):
         if "safe_mode" in str(exc):
             raise _carries_code(path, exc) from None
         raise _damaged(path, exc, name) from None
+
+
+def _read_keras_weights(model, path):
+    """Read a `.keras` file's weights straight into `model` (a full classifier: Keras reads
+    them in layer order, as a `.weights.h5`) where they fit it and its config holds no code
+    (`__lambda__`, which safe mode refuses); whether it did. Reviving the file's model
+    (`_read_keras`) and copying by layer name builds a second model."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = archive.read("config.json").decode("utf-8", errors="replace")
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return False  # `_read_keras` names what is wrong
+    if '"__lambda__"' in config:
+        return False
+    try:
+        model.load_weights(path)
+    except (ValueError, KeyError, OSError, RuntimeError, TypeError):  # another model: by name
+        return False
+    return True
 
 
 def _carries_code(path, exc):
