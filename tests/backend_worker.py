@@ -19,12 +19,17 @@ def _logits(model, x):
 
 
 def save(checkpoint, inputs, out_dir):
+    import keras
+
     from hrnet_keras import create_model
 
     x = np.load(inputs)
     model = create_model("hrnet-w18", weights=checkpoint, classifier_activation=None)
     np.save(os.path.join(out_dir, "logits.npy"), _logits(model, x))
-    model.save(os.path.join(out_dir, "hrnet-w18.keras"))
+    # a plain functional copy (as `export --format keras` writes): loads without hrnet_keras
+    keras.Model(model.inputs, model.outputs, name=model.name).save(
+        os.path.join(out_dir, "hrnet-w18.keras")
+    )
 
 
 def load(inputs, out_dir, *models):

@@ -19,7 +19,7 @@ from hrnet_eval.progress import Progress, format_duration
 from hrnet_eval.scheduler import Resources, Scheduler
 from hrnet_eval.store import ShardStore
 from hrnet_eval.timing import format_steps
-from hrnet_eval.weights import resolve
+from hrnet_eval.weights import WeightsError, resolve
 
 
 class RowsStopped(EvalError):
@@ -85,6 +85,13 @@ def resolve_all(models, config, out=print):
     """The rows' `ModelSpec`s, their files hashed in threads (hashlib lets go of the GIL;
     downloads and conversions still go one at a time); the first failing row in `models`'
     order raises."""
+
+    if config.no_download:  # every missing row at once, before any conversion
+        from hrnet_keras.checkpoints.missing import describe_missing, missing_weights
+
+        missing = missing_weights(models, config.weights_dir)
+        if missing:
+            raise WeightsError(describe_missing(missing, config.weights_dir))
 
     def one(model):
         return resolve(

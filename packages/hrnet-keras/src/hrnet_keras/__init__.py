@@ -2,7 +2,7 @@
 
     import hrnet_keras
     model = hrnet_keras.create_model("hrnet-w18", weights="imagenet")
-    x = hrnet_keras.preprocess_input(hrnet_keras.load_image("cat.jpg")[None])
+    x = hrnet_keras.preprocess_input(hrnet_keras.load_image("cat.jpg", model=model)[None])
     hrnet_keras.decode_predictions(model.predict(x))
 
 The package imports lazily (PEP 562): `import hrnet_keras` and its data modules
@@ -22,6 +22,7 @@ _EXPORTS = {
     "decode_predictions": "preprocessing",
     "load_image": "preprocessing",
     "preprocess_input": "preprocessing",
+    "data_config": "pretrained",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -36,6 +37,8 @@ def __getattr__(name):
         from hrnet_keras import model as module
     elif where == "preprocessing":
         from hrnet_keras import preprocessing as module
+    elif where == "pretrained":
+        from hrnet_keras import pretrained as module
     else:
         raise AttributeError(f"module 'hrnet_keras' has no attribute {name!r}")
     value = getattr(module, name)

@@ -34,7 +34,11 @@ def folded():
 
 
 class KerasLayers:
-    """`architecture`'s layer constructors, called on Keras tensors."""
+    """`architecture`'s layer constructors, called on Keras tensors; `dtype`: the dtype
+    policy of the pooling and dense layers (None: the global policy)."""
+
+    def __init__(self, dtype=None):
+        self.dtype = dtype
 
     def channels(self, x):
         return x.shape[channel_axis()]
@@ -70,11 +74,15 @@ class KerasLayers:
         return layers.UpSampling2D(factor, interpolation="nearest", name=layer_name(name))(x)
 
     def global_pool(self, x, kind, name):
-        return _POOLING[kind](name=layer_name(name))(x)
+        return _POOLING[kind](name=layer_name(name), dtype=self.dtype)(x)
 
     def dense(self, x, units, activation, name):
         return layers.Dense(
-            units, activation=activation, kernel_initializer=NUMPY_DENSE_INIT, name=layer_name(name)
+            units,
+            activation=activation,
+            kernel_initializer=NUMPY_DENSE_INIT,
+            name=layer_name(name),
+            dtype=self.dtype,
         )(x)
 
 

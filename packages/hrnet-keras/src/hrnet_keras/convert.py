@@ -1,11 +1,12 @@
 """Convert published HRNet PyTorch checkpoints into Keras weights.
 
-    python -m hrnet_keras.convert SRC --model hrnet-w18 --out DIR [--keras]
+    python -m hrnet_keras.convert SRC [--model hrnet-w18] --out DIR [--keras]
     python -m hrnet_keras.convert hf://timm/hrnet_w18.ms_aug_in1k [--out DIR]
     python -m hrnet_keras.convert --download hrnet-w18 hrnet_w18_small.gluon_in1k [--out DIR]
     python -m hrnet_keras.convert --all [--out DIR]
 
-SRC is a local .pth/.safetensors file, a URL (a sha256 prefix in the file
+SRC is a local .pth/.safetensors file (without --model: the row its published name
+gives, else the architecture its tensors' shapes fit), a URL (a sha256 prefix in the file
 name, `...-0c10b180.pth`, is checked) or a Hugging Face Hub name
 `hf://OWNER/NAME[@REVISION]` (its config.json gives the architecture; through
 huggingface_hub's cache, HF_HUB_OFFLINE honoured). `--all` is the
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 
 from hrnet_keras.checkpoints import CheckpointError, DownloadError, cache_dir, is_hub_handle
+from hrnet_keras.checkpoints.architecture import infer_row
 from hrnet_keras.checkpoints.conversion import convert_row, convert_source
 from hrnet_keras.configs import PRESETS, get_preset, list_models
 
@@ -36,7 +38,7 @@ def main(argv=None):
         "src", nargs="?", help="a .pth/.safetensors file, a URL or hf://OWNER/NAME[@REVISION]"
     )
     parser.add_argument(
-        "--model", help="row or architecture of SRC, e.g. hrnet-w18 (hf:// names: optional)"
+        "--model", help="row or architecture of SRC, e.g. hrnet-w18 (files, hf:// names: optional)"
     )
     parser.add_argument(
         "--download", nargs="+", metavar="NAME", help="download and convert these rows"
@@ -61,8 +63,11 @@ def main(argv=None):
         parser.error("give either SRC --model NAME, or --download NAME ..., or --all")
     try:
         if args.src:
+            if not args.model and "://" in args.src and not is_hub_handle(args.src):
+                parser.error("a URL needs --model NAME (one of: " + ", ".join(PRESETS) + ")")
             if not args.model and not is_hub_handle(args.src):
-                parser.error("SRC needs --model NAME (one of: " + ", ".join(PRESETS) + ")")
+                args.model, how = infer_row(args.src)
+                print(f"{args.src}: --model {args.model} (from {how})", file=sys.stderr)
             if args.model:
                 get_preset(args.model)
             outputs = [convert_source(args.src, args.model, out_dir, **options)]

@@ -105,8 +105,8 @@ def export_model(
     path = artifact_path(out, name, format, fold_batchnorm)
     path.parent.mkdir(parents=True, exist_ok=True)
     keras_format = FORMATS[format][0]
-    if keras_format is None:
-        model.save(str(path))
+    if keras_format is None:  # a plain functional model: loads without hrnet_keras
+        keras.Model(model.inputs, model.outputs, name=model.name).save(str(path))
         return path
     signature = [
         keras.InputSpec(shape=(None, image_size, image_size, 3), dtype="float32", name="images")

@@ -12,6 +12,7 @@ registers the class), and offers KerasHub's `pyramid_outputs` ({"P1": ..., "P5":
 import keras
 
 from hrnet_keras.configs import NECK_CHANNELS, STEM_CHANNELS
+from hrnet_keras.keras_model import HRNetModel
 
 FEATURE_LOCATIONS = ("", "incre")  # timm's names: the raw branches, or the incre modules
 DEFAULT_OUT_INDICES = (1, 2, 3, 4)  # the four branches (timm's default adds 0, the stem)
@@ -72,7 +73,7 @@ def feature_info(branch_channels, out_indices, feature_location):
 
 
 @keras.saving.register_keras_serializable(package="hrnet_keras")
-class FeaturePyramidModel(keras.Model):
+class FeaturePyramidModel(HRNetModel):
     """A functional model whose outputs are feature maps described by `feature_info`."""
 
     # (*args, **kwargs): Keras serialises and revives it as a functional model, passing the

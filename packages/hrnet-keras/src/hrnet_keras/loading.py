@@ -7,13 +7,23 @@ whose layers are copied across by name.
 """
 
 import os
+import shutil
+import tempfile
 import zipfile
 
 from hrnet_keras import network
 from hrnet_keras.architecture import layer_name
-from hrnet_keras.checkpoints import CheckpointError, is_hub_handle, load_checkpoint_into
+from hrnet_keras.checkpoints import (
+    CheckpointError,
+    DownloadError,
+    is_hub_handle,
+    load_checkpoint_into,
+)
 from hrnet_keras.checkpoints.conversion import ensure_converted
 from hrnet_keras.configs import ALIASES, PRESETS, convert_command, get_preset
+
+
+KERAS_WEIGHTS = "model.weights.h5"  # the weights inside a `.keras` zip, as Keras writes it
 
 
 class WeightsFileError(ValueError):
@@ -42,7 +52,10 @@ def resolve_weights(weights, name):
     """
     row = _row_name(name if weights == "imagenet" else weights)
     if row is not None:
-        return os.fspath(ensure_converted(row)), row
+        try:
+            return os.fspath(ensure_converted(row)), row
+        except DownloadError as exc:
+            raise DownloadError(f"{exc} {offline_instructions(row)}") from None
     if is_hub_handle(weights):
         from hrnet_keras.checkpoints import hub
 
@@ -50,18 +63,33 @@ def resolve_weights(weights, name):
     return os.fspath(weights), name
 
 
+def offline_instructions(row):
+    """Where a row's published file goes without a network, and the command that converts it."""
+    from hrnet_keras.checkpoints import cache_dir, checkpoint_url
+
+    preset, cache = get_preset(row), cache_dir()
+    return (
+        f"To install the weights of {row} by hand: fetch {checkpoint_url(preset)}, put "
+        f"{preset.filename} in {cache} ($HRNET_KERAS_CACHE), then run: python -m "
+        f"hrnet_keras.convert {cache / preset.filename} --model {row} --out {cache} "
+        f"(or call create_model again: it converts a {preset.filename} found there)."
+    )
+
+
 def load_weights(model, weights, name):
     """Load `weights` ("imagenet", a row name or a file) into `model`, built for row `name`."""
     path, row = resolve_weights(weights, name)
+    full = layer_name("head.fc") in {layer.name for layer in model.layers}
     if path.endswith(".keras"):
-        _copy_weights(_read_keras(path, row), model, path)
+        if not (full and _read_keras_weights(model, path)):
+            _copy_weights(_read_keras(path, row), model, path)
     elif path.endswith(".weights.h5"):
-        if layer_name("head.fc") in {layer.name for layer in model.layers}:
+        if full:
             _read_weights_h5(model, path, row)
         else:  # headless: read into a full classifier, then copy by layer name
-            full = network.classifier(name)
-            _read_weights_h5(full, path, row)
-            _copy_weights(full, model, path)
+            classifier = network.classifier(name)
+            _read_weights_h5(classifier, path, row)
+            _copy_weights(classifier, model, path)
     else:
         load_checkpoint_into(model, path, name)
 
@@ -88,6 +116,30 @@ def _read_keras(path, name):
         if "safe_mode" in str(exc):
             raise _carries_code(path, exc) from None
         raise _damaged(path, exc, name) from None
+
+
+def _read_keras_weights(model, path):
+    """Read a `.keras` file's weights straight into `model` (a full classifier: Keras reads
+    them in layer order, as a `.weights.h5`) where they fit it and its config holds no code
+    (`__lambda__`, which safe mode refuses); whether it did. Reviving the file's model
+    (`_read_keras`) and copying by layer name builds a second model."""
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = os.path.join(tmp, KERAS_WEIGHTS)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                config = archive.read("config.json").decode("utf-8", errors="replace")
+                if '"__lambda__"' in config:
+                    return False
+                # unzipped first: h5py reading inside the zip seeks slowly (2x the load)
+                with archive.open(KERAS_WEIGHTS) as src, open(weights, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+        except Exception:  # BadZipFile, zlib.error, ...: `_read_keras` names what is wrong
+            return False
+        try:
+            model.load_weights(weights)
+        except (ValueError, KeyError, OSError, RuntimeError, TypeError):  # another model
+            return False
+    return True
 
 
 def _carries_code(path, exc):

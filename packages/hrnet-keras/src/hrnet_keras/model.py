@@ -6,7 +6,7 @@ the weights into the model just built (`hrnet_keras.loading`).
 
 import keras
 
-from hrnet_keras import features, loading, network
+from hrnet_keras import features, loading, network, pretrained
 from hrnet_keras.configs import IMAGENET_CLASSES, get_preset
 
 STRIDE = 32  # the smallest branch is 1/32 of the input; sizes must divide by it
@@ -29,6 +29,11 @@ def _check_arguments(
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}.")
     if features_only:
+        if include_top:
+            raise ValueError(
+                "features_only=True returns feature maps and has no head; include_top=True "
+                "conflicts with it (leave include_top out, or set features_only=False)."
+            )
         if pooling is not None:
             raise ValueError("features_only=True returns feature maps; pooling must be None.")
         features.check_feature_arguments(out_indices, feature_location)
@@ -68,7 +73,7 @@ def create_model(
     name,
     *,
     weights=None,
-    include_top=True,
+    include_top=None,
     input_shape=None,
     input_tensor=None,
     pooling=None,
@@ -77,6 +82,7 @@ def create_model(
     features_only=False,
     out_indices=None,
     feature_location="",
+    head_dtype=network.HEAD_DTYPE,
 ):
     """Build a Keras HRNet for one row (see `list_models()`) or architecture.
 
@@ -89,7 +95,8 @@ def create_model(
             Hub checkpoint `"hf://timm/hrnet_w18.ms_aug_in1k"` (optionally
             `@revision`), or a path to a `.weights.h5`, `.keras`, `.pth` or
             `.safetensors` file.
-        include_top: keep the 2048 -> `classes` Linear head.
+        include_top: keep the 2048 -> `classes` Linear head (default: True, unless
+            `features_only`, which has no head; passing True with it is an error).
         input_shape: e.g. `(224, 224, 3)`; default: any size divisible by 32.
         input_tensor: optional Keras tensor to use as the model's input.
         pooling: without the top, `None` (the 2048-channel map), `"avg"` or `"max"`.
@@ -101,7 +108,12 @@ def create_model(
             stem (reduction 2), 1-4 the branches (reductions 4-32); default (1, 2, 3, 4).
         feature_location: with `features_only`, `""` (the last stage's branches) or
             `"incre"` (through the head's incre modules, 128-1024 channels, timm's default).
+        head_dtype: dtype (policy) of the pooling and classifier (KerasHub's argument):
+            float32 by default, so a `mixed_bfloat16` / `mixed_float16` global policy
+            runs the backbone in half precision and returns float32 probabilities.
     """
+    if include_top is None:
+        include_top = not features_only
     _check_arguments(
         name,
         weights,
@@ -125,9 +137,13 @@ def create_model(
         features_only=features_only,
         out_indices=out_indices,
         feature_location=feature_location,
+        head_dtype=head_dtype,
     )
     if weights is not None:
         loading.load_weights(model, weights, name)
+        row = pretrained.weights_row(weights)
+        if row is not None:  # another row's weights: its test pipeline
+            model.pretrained_cfg = pretrained.pretrained_cfg(row)
     return model
 
 

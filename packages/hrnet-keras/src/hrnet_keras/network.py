@@ -7,9 +7,13 @@
 import keras
 
 from hrnet_keras import architecture, features
-from hrnet_keras.blocks import KERAS_LAYERS
+from hrnet_keras.blocks import KERAS_LAYERS, KerasLayers
 from hrnet_keras.configs import IMAGENET_CLASSES, get_arch
 from hrnet_keras.initializers import declare_keras_initializers
+from hrnet_keras.keras_model import HRNetModel
+from hrnet_keras.pretrained import pretrained_cfg
+
+HEAD_DTYPE = "float32"  # KerasHub's head_dtype: the head stays float32 under a mixed policy
 
 
 def _feature_maps(stem, branches, out_indices, feature_location):
@@ -33,6 +37,7 @@ def build(
     features_only=False,
     out_indices=None,
     feature_location="",
+    head_dtype=HEAD_DTYPE,
 ):
     """The Keras model of row `name` on `inputs` (arguments as `create_model`'s, checked there)."""
     arch = get_arch(name)
@@ -44,15 +49,17 @@ def build(
         out_indices = features.check_feature_arguments(out_indices, feature_location)
         outputs = _feature_maps(stem, branches, out_indices, feature_location)
         info = features.feature_info(arch.branch_channels, out_indices, feature_location)
-        model = features.FeaturePyramidModel(source, outputs, name=model_name, feature_info=info)
+        model = features.FeaturePyramidModel(
+            source, outputs, name=model_name, feature_info=info, pretrained_cfg=pretrained_cfg(name)
+        )
         declare_keras_initializers(model)
         return model
     x = architecture.fuse_scales(KERAS_LAYERS, branches)
-    if include_top:
-        x = architecture.head(KERAS_LAYERS, x, classes, classifier_activation)
+    if include_top:  # pooling and classifier in `head_dtype`: float32 logits under mixed precision
+        x = architecture.head(KerasLayers(dtype=head_dtype), x, classes, classifier_activation)
     elif pooling in ("avg", "max"):
         x = KERAS_LAYERS.global_pool(x, pooling, name="neck.1")
-    model = keras.Model(source, x, name=model_name)
+    model = HRNetModel(source, x, name=model_name, pretrained_cfg=pretrained_cfg(name))
     declare_keras_initializers(model)
     return model
 
