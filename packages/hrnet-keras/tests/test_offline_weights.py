@@ -7,7 +7,7 @@ import pytest
 
 from hrnet_keras import convert, create_model
 from hrnet_keras.checkpoints import CheckpointError, DownloadError
-from hrnet_keras.checkpoints.architecture import infer_arch
+from hrnet_keras.checkpoints.identify import infer_arch
 from hrnet_keras.configs import get_preset
 
 

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from hrnet_keras.checkpoints import CheckpointError, DownloadError, cache_dir, is_hub_handle
-from hrnet_keras.checkpoints.architecture import infer_row
+from hrnet_keras.checkpoints.identify import infer_row
 from hrnet_keras.checkpoints.conversion import convert_row, convert_source
 from hrnet_keras.configs import PRESETS, get_preset, list_models
 
