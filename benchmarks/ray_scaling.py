@@ -32,11 +32,12 @@ def model_only(backend, model, batch, seconds):
     """Images/s of one single-threaded process running the worker's model, no decoding."""
     import numpy as np
 
+    from hrnet_eval.config import WorkerConfig
     from hrnet_eval.demo import random_spec
     from hrnet_eval.worker import EvalWorker
 
-    worker = EvalWorker(backend, batch_size=batch)
-    worker.load([random_spec(model)])
+    worker = EvalWorker(WorkerConfig(backend=backend, batch_size=batch))
+    worker.load(random_spec(model))
     x = np.random.default_rng(0).integers(0, 256, (batch, 224, 224, 3), dtype="uint8")
     sys.stdout.write("ready\n")
     sys.stdout.flush()

@@ -38,9 +38,9 @@ def test_a_row_converted_from_the_hub_cache_is_published_while_main_names_its_fi
 
 
 def test_other_bytes_for_the_row_are_unpublished(hub, tmp_path):
-    from hrnet_keras import convert
+    from hrnet_keras.checkpoints import conversion
 
     other = tmp_path / "other.safetensors"
     reference_model.timm_checkpoint("hrnet_w18_small", other, seed=6)
-    convert.convert_checkpoint(other, ROW, tmp_path / "weights")
+    conversion.convert_checkpoint(other, ROW, tmp_path / "weights")
     assert resolve(ROW, tmp_path / "weights", allow_download=False).published is False

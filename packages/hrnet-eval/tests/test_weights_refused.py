@@ -126,7 +126,7 @@ def test_verdicts_of_the_earlier_checks_do_not_vouch_for_a_file(tmp_path):
     old_key = weights.checked_key("hrnet-w18", file_sha256(path))
     del old_key["checks"]
     programs.ProgramCache(cache).write(old_key, weights.CHECKED_FILE, lambda p: p.write_text("1"))
-    assert "moving_variance" in refusal(tmp_path, program_cache=cache)
+    assert "moving_variance" in refusal(tmp_path, compile_cache=cache)
 
 
 @pytest.mark.parametrize("backend", ["jax", "tensorflow", "torch"])

@@ -10,6 +10,7 @@ import reference_model
 from hub_cache import cache_repo
 
 from hrnet_keras import convert, create_model
+from hrnet_keras.checkpoints.conversion import convert_checkpoint
 from hrnet_keras.checkpoints import file_sha256
 from hrnet_keras.checkpoints.checksums import ChecksumError, recorded_hub_source, recorded_source
 from hrnet_keras.checkpoints.hub import HubError, parse_handle, published_sha256
@@ -110,7 +111,7 @@ def test_malformed_handle_is_refused_before_building():
 
 def test_a_file_outside_the_hub_cache_records_no_repository(hub, timm_small, tmp_path):
     out = tmp_path / "out"
-    convert.convert_checkpoint(timm_small[1], ROW, out)
+    convert_checkpoint(timm_small[1], ROW, out)
     assert recorded_hub_source(out / f"{ROW}.weights.h5") == (None, None)
 
 
