@@ -42,7 +42,7 @@ def test_refused_run_removes_only_the_folders_it_created(capsys, tmp_path, setup
     _, argv = setup  # no weights: refused after the output check
     output = tmp_path / "a" / "b" / "out"
     code, _, err = run(capsys, argv + ["--output", output])
-    assert code == 1 and len(err) == 1 and "No weights for hrnet-w18" in err[0]
+    assert code == 1 and len(err) == 1 and "for 1 row(s), get them with: hrnet-w18: " in err[0]
     assert not (tmp_path / "a").exists()
     existing = tmp_path / "existing"
     existing.mkdir()
