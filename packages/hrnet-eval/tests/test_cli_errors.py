@@ -55,7 +55,9 @@ def test_missing_weights_give_the_command_that_gets_them(capsys, tmp_path, weigh
     assert code == 1 and len(err) == 1  # every missing row, each with its command
     assert err[0].startswith(f"error: No weights in {weights_dir} for 2 row(s), get them with: ")
     for row in ("hrnet-w18", "hrnet-w30"):
-        assert f"{row}: python -m hrnet_keras.convert --download {row} --out {weights_dir}" in err[0]
+        assert (
+            f"{row}: python -m hrnet_keras.convert --download {row} --out {weights_dir}" in err[0]
+        )
 
 
 def test_labels_that_do_not_match_the_files(capsys, tmp_path, weights_dir, photo_dir):
