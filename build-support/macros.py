@@ -13,3 +13,15 @@ def test_helpers():
         dependencies=["//:reqs", ":fixtures"],
     )
     files(name="fixtures", sources=["fixtures/**/*", "data/**/*"])
+
+
+def test_batch(name, sources, dependencies, backend, batch=None):
+    """Test files on Keras backend `backend`; with `batch`, a tag under which they share
+    one pytest process (session fixtures made once)."""
+    python_tests(
+        name=name,
+        sources=sources,
+        dependencies=dependencies,
+        extra_env_vars=[f"KERAS_BACKEND={backend}"],
+        batch_compatibility_tag=batch,
+    )
