@@ -111,3 +111,14 @@ def test_shards_rows_still_loading_need_stay_decoded_while_they_fit():
         assert window.decoded_twice == twice and window.decoded == 16 + twice
         window.update(w.wanted({A, B}, set(), window.size), w.needed)
         assert not window.refs  # nobody needs anything: all closed
+
+
+def test_a_worker_takes_the_shards_decoded_on_its_node_first():
+    w = work()
+    here = {Shard(8, 12), Shard(12, 16)}  # the others were decoded on another node
+    assert w.next_here([A, B], lambda key: key in here) == (Shard(8, 12), [A, B])
+    w.take([A], Shard(8, 12))
+    assert w.next_here([A, B], lambda key: key in here) == (Shard(8, 12), [B])
+    w.stop(B, "broken")
+    assert w.next_here([A, B], lambda key: key in here) == (Shard(12, 16), [A])
+    assert w.next_here([A], lambda key: False) is None

@@ -28,6 +28,7 @@ from hrnet_eval.config import (
     DEFAULT_PROGRESS_SECONDS,
     DEFAULT_SHARD_SIZE,
     DEMO_DEFAULTS,
+    PLACEMENTS,
     TABLE_FAMILY,
     EvalConfig,
     default_compile_cache,
@@ -165,6 +166,13 @@ def build_parser():
         type=_positive_int,
         metavar="N",
         help=f"images per work unit (default: {DEFAULT_SHARD_SIZE})",
+    )
+    run.add_argument(
+        "--decode-placement",
+        choices=PLACEMENTS,
+        help="where a shard's decode tasks run: on the node of the workers that will score "
+        "it, where it has a free CPU (worker-node), or wherever Ray puts them (anywhere) "
+        "(default: worker-node)",
     )
     run.add_argument(
         "--address",

@@ -11,6 +11,7 @@ TABLE_FAMILY = "mmcls"
 DEFAULT_SHARD_SIZE = 500
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_PROGRESS_SECONDS = 10.0
+PLACEMENTS = ("worker-node", "anywhere")  # --decode-placement
 DEMO_DEFAULTS = {
     "output": "results/demo",
     "shard_size": 4,
@@ -49,6 +50,7 @@ class EvalConfig:
     workers: int | None = None
     rows_per_worker: int | None = None
     shard_size: int = DEFAULT_SHARD_SIZE
+    decode_placement: str = PLACEMENTS[0]
     address: str | None = None
     local_cpus: int | None = None
     # the workers' programs and XLA's compiled code (`hrnet_eval.programs`); None: none kept
@@ -76,7 +78,9 @@ class EvalConfig:
 class WorkerConfig:
     """What a scoring actor (`hrnet_eval.worker.EvalWorker`) is started with. It sets `env`
     itself before it imports a framework (no runtime_env: Ray gives it one of its idle
-    workers); its build tasks take `builder_cpus` CPUs and set `builder_env`."""
+    workers); its build tasks take `builder_cpus` CPUs and set `builder_env`. A row's weights
+    file it cannot read with the driver's bytes comes from `files_node`
+    (`hrnet_eval.node_files`)."""
 
     backend: str = "jax"
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -84,3 +88,4 @@ class WorkerConfig:
     env: dict = dataclasses.field(default_factory=dict)
     builder_env: dict = dataclasses.field(default_factory=dict)
     builder_cpus: float = 1.0
+    files_node: str | None = None  # the driver's node: its disk holds the weights files

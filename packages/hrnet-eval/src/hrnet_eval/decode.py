@@ -12,14 +12,16 @@ copy. Chunks are concatenated on the worker in order.
 import numpy as np
 
 from hrnet_eval.images import TABLE, ImageError, digest, load, read_bytes
+from hrnet_eval.nodes import current_node
 
 CHUNK_SIZE = 64  # images per decode task
 KEYS = ("labels", "names", "skipped", "digests")  # lists that `join` concatenates
 
 
 def decode(items, skip_corrupt=False, decoding=TABLE):
-    """{"images": uint8 (n, crop, crop, 3), "labels", "names", "skipped", "digests"} of
-    `items`, each through `decoding`.
+    """{"images": uint8 (n, crop, crop, 3), "labels", "names", "skipped", "digests", "node"}
+    of `items`, each through `decoding`; "node": the Ray node that decoded them (None
+    outside Ray).
 
     An image that cannot be decoded raises `ImageError` naming it, or is listed
     in "skipped" as [where, why] with `skip_corrupt`. "digests" holds one digest of
@@ -48,16 +50,23 @@ def decode(items, skip_corrupt=False, decoding=TABLE):
         "names": names,
         "skipped": skipped,
         "digests": digests,
+        "node": current_node(),
     }
 
 
 def decode_tasks(task, items, skip_corrupt=False):
-    """`f(shard) -> [ObjectRef]`: `task` (`decode` as a Ray remote function) submitted once
-    per chunk of a `hrnet_eval.policy.Shard` of `items`, with the shard's decoding."""
+    """`f(shard, node=None) -> [ObjectRef]`: `task` (`decode` as a Ray remote function)
+    submitted once per chunk of a `hrnet_eval.plan.Shard` of `items`, with the shard's
+    decoding; on `node` (a Ray node id) where it has a free CPU, else anywhere."""
 
-    def submit(shard):
+    def submit(shard, node=None):
+        if node is not None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            place = NodeAffinitySchedulingStrategy(node, soft=True, _spill_on_unavailable=True)
+            placed = task.options(scheduling_strategy=place)
         return [
-            task.remote(items[s:e], skip_corrupt, shard.decoding)
+            (task if node is None else placed).remote(items[s:e], skip_corrupt, shard.decoding)
             for s, e in chunks(shard.start, shard.end)
         ]
 

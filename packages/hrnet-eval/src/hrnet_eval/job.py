@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hrnet_eval import cluster, demo, prebuild, results
+from hrnet_eval import cluster, demo, nodes, prebuild, results
 from hrnet_eval.config import WorkerConfig
 from hrnet_eval.data import DataError, load_dataset
 from hrnet_eval.errors import EvalError
@@ -165,6 +165,8 @@ class Job:
             )
             self.specs = dict(zip(models, resolve_all(models, config, self.out)))
         self.say(f"data: {self.dataset.root} ({self.dataset.layout}), {len(self.dataset)} images")
+        if self.joined:  # joined to index the data
+            self.check_nodes()
         for note in self.dataset.notes:
             self.say(f"note: {note}")
         self.plan = make_plan(
@@ -203,13 +205,21 @@ class Job:
             self.say(f"stored shards not reused: {why}")
 
     def connect(self):
-        """Join the cluster (once); returns the seconds it took."""
+        """Join the cluster (once), its nodes checked once the data is known; returns the
+        seconds it took."""
         if self.joined:
             return 0.0
         began = time.monotonic()
         self.say(cluster.connect(self.config.address, num_cpus=self.config.local_cpus))
         self.joined = True
+        self.check_nodes()
         return time.monotonic() - began
+
+    def check_nodes(self):
+        """On a cluster joined by address, each node's local paths (`nodes.check_nodes`)."""
+        if self.dataset is None or not cluster.cluster_address(self.config.address):
+            return
+        nodes.check_nodes(self.dataset.root, self.config.compile_cache)
 
     def dispatch(self):
         """Run the units left on the cluster, then collect what the early builds built."""
@@ -259,10 +269,12 @@ class Job:
                 env=cluster.worker_env(config.backend, gpus, config.compile_cache, sizing.threads),
                 # the build tasks too: in an idle worker, which leaves after its one build
                 builder_env=cluster.builder_env(),
+                files_node=cluster.this_node(),  # the weights files are on its disk
             ),
             # no runtime_env: decoding imports no framework, so it runs in Ray's idle workers
             decode_options={"num_cpus": sizing.decode_task_cpus},
             decode_tasks=sizing.decode_tasks,
+            place_decodes=config.decode_placement == "worker-node",
         )
         scheduler = Scheduler(
             specs=self.specs,
@@ -307,7 +319,9 @@ class Job:
             f"compile); then {timing['images']} images x rows in "
             f"{timing['evaluating_s']:.1f} s = {timing['images_per_second']:.2f} images/s "
             f"on {timing['workers']} worker(s); {timing['decoded_images']} images decoded, "
-            f"{timing['decoded_twice']} of them a second time"
+            f"{timing['decoded_twice']} of them a second time; "
+            f"{timing['bytes_between_nodes'] / 1e6:.1f} of the {timing['scored_bytes'] / 1e6:.1f} "
+            "MB of decoded images the workers read came from another node"
         )
 
     def finish(self):

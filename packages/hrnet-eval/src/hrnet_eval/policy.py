@@ -58,6 +58,17 @@ class Work:
         key = min(heads.values())
         return key, [row for row in rows if heads.get(row) == key]
 
+    def next_here(self, rows, is_here):
+        """(shard, rows to score it): the earliest shard of `rows`' queues for which
+        `is_here` holds (open, and decoded on the worker's node), with every row of `rows`
+        still waiting for it; None if none."""
+        found = [next((k for k in self.todo.get(row, ()) if is_here(k)), None) for row in rows]
+        found = [key for key in found if key is not None]
+        if not found:
+            return None
+        key = min(found)
+        return key, [row for row in rows if row in self.waiting[key]]
+
     def take(self, rows, key):
         for row in rows:
             self.todo[row].remove(key)

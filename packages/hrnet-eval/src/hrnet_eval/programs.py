@@ -53,6 +53,7 @@ from hrnet_keras.checkpoints.checksums import file_sha256
 
 from hrnet_eval import memory
 from hrnet_eval.cluster import apply_env
+from hrnet_eval.node_files import local_weights
 
 FORMAT = 3  # bump when what an entry holds changes (3: every platform, compiled code checked)
 PLATFORMS = ("cpu", "cuda")  # what programs are lowered for (CI's logical GPUs run on the CPU)
@@ -253,10 +254,12 @@ def _write_weights(path, weights):
     save_file(tensors, path)
 
 
-def build(compile_cache, specs, batch_size):
+def build(compile_cache, specs, batch_size, files_node=None):
     """Make the missing entries of `specs` (rows of ONE `architecture_key`) for batches of
     `batch_size`: the program once, the folded weights of each spec. Returns
-    {row: {step: seconds}} (steps: imports, model, fold, export).
+    {row: {step: seconds}} (steps: imports, model, fold, export). A row's `.weights.h5` is
+    read where this node has the bytes the driver checked, else fetched from the driver's
+    node `files_node` (`hrnet_eval.node_files`), and that copy removed once folded.
 
     "model" builds the folded twin (and, for a seeded row, the unfolded model that draws
     its weights); "fold" reads a `.weights.h5` into the twin, folded, with no unfolded model
@@ -292,6 +295,7 @@ def build(compile_cache, specs, batch_size):
         model = twin = None
         for spec in todo or specs[:1]:
             began = time.perf_counter()
+            path = local_weights(spec, compile_cache, files_node)
             folded = False
             if spec.weights is None:  # seeded: the unfolded model draws the weights
                 keras.utils.set_random_seed(spec.seed)
@@ -304,23 +308,25 @@ def build(compile_cache, specs, batch_size):
                 )
             steps[spec.name]["model"] = time.perf_counter() - began
             began = time.perf_counter()
-            if spec.weights is not None and spec.weights.endswith(".weights.h5"):
+            if path is not None and path.endswith(".weights.h5"):
                 try:  # read into the twin, folded: no unfolded model built
-                    load_folded_weights(twin, spec.weights)
+                    load_folded_weights(twin, path)
                     folded = True
                 except FoldedWeightsError as exc:
                     log.warning("%s: read through the unfolded model: %s", spec.name, exc)
             if not folded:
-                if spec.weights is not None and model is None:
+                if path is not None and model is None:
                     model = hrnet_keras.create_model(
                         spec.name,
-                        weights=spec.weights,
+                        weights=path,
                         input_shape=arch["input"],
                         classifier_activation=None,
                     )
-                elif spec.weights is not None:
-                    load_weights(model, spec.weights, spec.name)
+                elif path is not None:
+                    load_weights(model, path, spec.name)
                 fold_weights(model, twin)
+            if path != spec.weights:  # a copy fetched for this build: the entry holds it now
+                Path(path).unlink(missing_ok=True)
             steps[spec.name]["fold"] = time.perf_counter() - began
             began = time.perf_counter()
             weights = None
@@ -349,12 +355,12 @@ def build(compile_cache, specs, batch_size):
     return {row: {k: round(v, 2) for k, v in s.items()} for row, s in steps.items()}
 
 
-def build_task(env, compile_cache, specs, batch_size):
+def build_task(env, compile_cache, specs, batch_size, files_node=None):
     """`build` as a Ray task that sets its own environment (`env`, before it imports JAX),
     so Ray runs it in one of its idle workers, not in a new process; remote it with
     `max_calls=1`, so that process, with JAX imported for the CPU, leaves with it."""
     apply_env(env)
-    return build(compile_cache, specs, batch_size)
+    return build(compile_cache, specs, batch_size, files_node)
 
 
 def _present(cache, key):
@@ -511,7 +517,13 @@ class Loader:
                     num_cpus=self.config.builder_cpus,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
                 )
-                ref = task.remote(self.config.builder_env, self.compile_cache, specs, batch_size)
+                ref = task.remote(
+                    self.config.builder_env,
+                    self.compile_cache,
+                    specs,
+                    batch_size,
+                    self.config.files_node,
+                )
             build = self._builds[key] = Build(key, specs, ref, time.perf_counter())
             return build
 

@@ -28,10 +28,12 @@ import typing
 import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError
 
+from hrnet_eval.cluster import node_resources
 from hrnet_eval.config import WorkerConfig
 from hrnet_eval.decode import decode, decode_tasks
 from hrnet_eval.errors import ResumableError, one_line
 from hrnet_eval.images import ImageError
+from hrnet_eval.nodes import node_name
 from hrnet_eval.plan import Shard
 from hrnet_eval.policy import Work, choose_group, nonfinite_reason
 from hrnet_eval.timing import Timing, format_steps
@@ -42,23 +44,28 @@ from hrnet_eval.worker import EvalWorker
 @dataclasses.dataclass(frozen=True)
 class Resources:
     """Where the work runs: `workers` scoring actors (Ray options, the `WorkerConfig` they
-    start with) and decode tasks (Ray options, how many at a time)."""
+    start with) and decode tasks (Ray options, how many at a time, whether placed on the
+    node of the workers that will score their shard)."""
 
     workers: int
     actor_options: dict
     worker: WorkerConfig
     decode_options: dict
     decode_tasks: int
+    place_decodes: bool = True  # on the node of the workers that will score the shard
 
 
 class Call(typing.NamedTuple):
-    """A call in flight on a worker: "load" of `rows[0]`, or "score" of `shard`."""
+    """A call in flight on a worker: "node" (where it runs), "load" of `rows[0]`, or
+    "score" of `shard`."""
 
     kind: str
-    rows: tuple
+    rows: tuple = ()
     shard: Shard = None
 
     def __str__(self):
+        if self.kind == "node":
+            return "starting"
         if self.kind == "load":
             return f"loading {self.rows[0]}"
         return f"{', '.join(self.rows)} {self.shard}"
@@ -75,6 +82,11 @@ class Slot:
     group: tuple = ()
     loaded: set = dataclasses.field(default_factory=set)
     loading: set = dataclasses.field(default_factory=set)
+    node: tuple = None  # (Ray node id, address) of its actor, once it answered
+
+    @property
+    def where(self):
+        return f"worker {self.index}" + (f" on {node_name(*self.node)}" if self.node else "")
 
 
 class Pool:
@@ -88,13 +100,15 @@ class Pool:
         self.work_per_image = {row: spec.preset.flops for row, spec in specs.items()}
         self.slots = [Slot(i) for i in range(resources.workers)]
         self.inflight = {}
+        self.placed = 0  # shards placed on a node (`place`)
         self.deaths = 0
         self.max_deaths = 2 * resources.workers + 1
 
     def start(self, slot):
         """Give `slot` a new actor and have it load the group it should take."""
         slot.actor = self.remote.remote(self.resources.worker)
-        slot.group, slot.loaded, slot.loading = (), set(), set()
+        slot.group, slot.loaded, slot.loading, slot.node = (), set(), set(), None
+        self.call(slot, Call("node"), slot.actor.node)
         group = self.choose(slot)
         if group is not None:
             self.load_group(slot, group)
@@ -158,11 +172,11 @@ class Pool:
             raise ResumableError(
                 f"workers died {self.deaths} times; giving up (last: {one_line(exc)})."
             )
-        if what.kind == "load":  # say the shard it was scoring, if any, beside its loads
+        if what.kind != "score":  # say the shard it was scoring, if any, beside its loads
             what = next(iter(self.calls(slot, generation, "score")), what)
-        doing = what if what.kind == "load" else f"during {what}"
+        doing = f"during {what}" if what.kind == "score" else f"while {what}"
         self.log(
-            f"worker {slot.index} died {doing} ({one_line(exc)}); its shards go back in "
+            f"{slot.where} died {doing} ({one_line(exc)}); its shards go back in "
             "the queue, starting a new worker",
             flush=True,
         )
@@ -186,6 +200,15 @@ class Pool:
             flush=True,
         )
 
+    def place(self):
+        """The node whose workers should score the next shard opened: the workers' nodes in
+        turn, one turn per worker (None until a worker said where it runs)."""
+        nodes = [slot.node[0] for slot in self.slots if slot.node]
+        if not nodes:
+            return None
+        self.placed += 1
+        return nodes[self.placed % len(nodes)]
+
     def kill_all(self):
         for slot in self.slots:
             if slot.actor is not None:
@@ -201,6 +224,7 @@ class Scheduler:
     max_attempts = 3  # workers a shard may lose
     poll_seconds = 1.0
     stall_seconds = 30.0  # silence before a "waiting for the cluster" line
+    no_host_seconds = 120.0  # how long a run waits, after a worker died, for a node to host one
 
     def __init__(
         self,
@@ -219,6 +243,9 @@ class Scheduler:
         self.work = Work(shards)
         self.groups = [g for g in groups if any(self.work.has(row) for row in g)]
         self.pool = self.clock = self.window = None  # from `run`
+        self.nodes = {}  # Shard -> the node its decode tasks were placed on
+        self.bytes = {"images": 0, "moved": 0}  # decoded bytes scored; from another node
+        self.no_host_since = None
 
     @property
     def failed(self):
@@ -227,7 +254,13 @@ class Scheduler:
 
     def timing(self):
         """Where the time went: actor start + rows loaded, then evaluation (seconds)."""
-        return self.clock.summary(self.window) if self.clock else {"images": 0}
+        if not self.clock:
+            return {"images": 0}
+        return {
+            **self.clock.summary(self.window),
+            "scored_bytes": self.bytes["images"],
+            "bytes_between_nodes": self.bytes["moved"],
+        }
 
     def run(self):
         """Dispatch until every unit is done; raises `ResumableError` or `ImageError` on a failure."""
@@ -240,9 +273,15 @@ class Scheduler:
         workers, decoders = self.resources.workers, self.resources.decode_tasks
         crop = max((key.decoding.crop for key in self.work.order), default=1)
         store_bytes = ray.cluster_resources().get("object_store_memory", 0)
+        submit = decode_tasks(task, self.items, self.skip_corrupt)
+
+        def open_shard(key):  # decoded on the node of the workers that will score it
+            self.nodes[key] = self.pool.place() if self.resources.place_decodes else None
+            return submit(key, self.nodes[key])
+
         self.window = DecodeWindow(
             window_size(workers, self.depth, decoders, shard_size),
-            decode_tasks(task, self.items, self.skip_corrupt),
+            open_shard,
             hold=hold_images(store_bytes, crop),
         )
         self.log(
@@ -272,6 +311,7 @@ class Scheduler:
                 ready, _ = ray.wait(inflight, num_returns=1, timeout=self.poll_seconds)
                 for ref in ready:
                     self._collect(ref)
+                self._check_hosts()
                 if ready or time.monotonic() - last_news > self.stall_seconds:
                     if not ready:
                         self.pool.report_stall(self.stall_seconds)
@@ -279,6 +319,23 @@ class Scheduler:
         finally:
             self.pool.kill_all()
             self.window.clear()
+
+    def _check_hosts(self):
+        """After a worker died: stop (`ResumableError`) once no alive node could host a
+        worker for `no_host_seconds`."""
+        if not self.pool.deaths:
+            return
+        options = self.resources.actor_options
+        gpus, cpus = options.get("num_gpus") or 0, options.get("num_cpus") or 0
+        if any(c >= cpus and g >= gpus for c, g in node_resources()):
+            self.no_host_since = None
+            return
+        self.no_host_since = self.no_host_since or time.monotonic()
+        if time.monotonic() - self.no_host_since >= self.no_host_seconds:
+            raise ResumableError(
+                f"no node left can host a worker ({gpus:g} GPU, {cpus:g} CPU) after "
+                f"{self.no_host_seconds:.0f} s: the cluster lost them"
+            )
 
     def _update_window(self):
         """Shards needed by ready rows first, then by rows still loading."""
@@ -295,9 +352,15 @@ class Scheduler:
                 if not self.pool.calls(slot, kind="score"):
                     self.pool.load_group(slot, group)
                 continue
+            here = slot.node[0] if slot.node else None
             while len(self.pool.calls(slot, kind="score")) < self.depth:
                 ready = [row for row in group if row in slot.loaded]
-                send = self.work.next_send(ready, lambda key: key in self.window)
+                send = None
+                if here is not None:  # shards decoded on its node first
+                    send = self.work.next_here(
+                        ready, lambda key: key in self.window and self.nodes.get(key) == here
+                    )
+                send = send or self.work.next_send(ready, lambda key: key in self.window)
                 if send is None:
                     break
                 key, rows = send
@@ -326,9 +389,15 @@ class Scheduler:
             raise ResumableError(f"{what} failed: {one_line(exc)}") from None
         except RayError as exc:
             raise ResumableError(f"{what} failed: {one_line(exc)}") from None
+        if what.kind == "node":
+            if generation == slot.generation:
+                slot.node = tuple(result)
+            return
         if what.kind == "load":
             self.pool.loaded(slot, generation, what.rows[0], result)
             return
+        self.bytes["images"] += result.image_bytes
+        self.bytes["moved"] += result.moved_bytes
         for row in what.rows:
             counts = result.rows[row]
             if row in self.work.failed:  # sent before the row stopped

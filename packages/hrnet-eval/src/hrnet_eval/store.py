@@ -39,7 +39,8 @@ class RowCounts:
 @dataclasses.dataclass(frozen=True)
 class ScoredShard:
     """A worker's answer for one shard: {row: RowCounts}, and what the rows share (the
-    images' labels and names, those skipped, every item's digest, the worker)."""
+    images' labels and names, those skipped, every item's digest, the worker, the bytes of
+    its images and how many of them came from another node)."""
 
     rows: dict
     labels: list
@@ -47,6 +48,8 @@ class ScoredShard:
     skipped: list
     digests: list
     worker: dict
+    image_bytes: int = 0  # the decoded images the worker read
+    moved_bytes: int = 0  # of which decoded on another node than the worker's
 
     def record(self, row):
         """What the shard store keeps of `row`'s part (JSON fields)."""

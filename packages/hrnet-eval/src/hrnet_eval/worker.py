@@ -21,10 +21,14 @@ imports JAX and starts its device on a thread of its own from the start, while
 its first row's entries are checked and read.
 """
 
+import atexit
 import dataclasses
+import functools
 import os
 import resource
+import shutil
 import sys
+import tempfile
 import threading
 import time
 
@@ -34,6 +38,8 @@ from hrnet_eval import memory
 from hrnet_eval.cluster import apply_env
 from hrnet_eval.decode import join
 from hrnet_eval.errors import WorkerError
+from hrnet_eval.node_files import local_weights
+from hrnet_eval.nodes import current_node
 from hrnet_eval.programs import TOP_K, Loader
 from hrnet_eval.store import RowCounts, ScoredShard, recount
 
@@ -101,6 +107,8 @@ class EvalWorker:
         missing = [row for row in rows if row not in self.classifiers]
         if missing:
             raise WorkerError(f"Worker pid {os.getpid()} has not loaded {', '.join(missing)}.")
+        here = current_node()
+        moved = sum(c["images"].nbytes for c in chunks if c.get("node") not in (None, here))
         shard = join(chunks)
         labels, names = shard["labels"], shard["names"]
         counts = {}
@@ -123,6 +131,8 @@ class EvalWorker:
             skipped=shard["skipped"],
             digests=shard["digests"],
             worker=self.describe(),
+            image_bytes=int(shard["images"].nbytes),
+            moved_bytes=int(moved),
         )
 
     def top5(self, row, images):
@@ -162,6 +172,12 @@ class EvalWorker:
             pass
         return info
 
+    def node(self):
+        """(Ray node id, address) of this worker's node."""
+        import ray
+
+        return current_node(), ray.util.get_node_ip_address()
+
     def wait_device(self):
         """Wait until JAX's device is up; raises `WorkerError` where it did not start."""
         if not self._device_up.wait(DEVICE_WAIT_S):
@@ -184,13 +200,12 @@ class EvalWorker:
 
     def _classifier(self, spec, group_specs):
         """(classify, how, notes, steps) of row `spec`, compiled and called once."""
-        if spec.weights is not None and not os.path.isfile(spec.weights):
-            raise WorkerError(
-                f"Weights file {spec.weights} is not readable on this worker's node: "
-                "--weights-dir must be at the same path on every node."
-            )
-        if self.programs is not None:
+        if self.programs is not None:  # its build task has the weights file, if needed
             return self.programs.load(spec, group_specs)
+        folder = self.config.compile_cache or _private_folder()
+        spec = dataclasses.replace(
+            spec, weights=local_weights(spec, folder, self.config.files_node)
+        )
         problem = memory.batch_problem(
             spec.name, spec.preset, self.batch_size, *memory.free_bytes()
         )
@@ -240,6 +255,14 @@ def to_numpy(tensor):
     import keras
 
     return keras.ops.convert_to_numpy(tensor)
+
+
+@functools.cache
+def _private_folder():
+    """A folder of this process's own, removed at exit (fetched files without a cache)."""
+    folder = tempfile.mkdtemp(prefix="hrnet-eval-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def peak_rss_mib():
