@@ -238,7 +238,7 @@ def test_build_tasks_set_their_environment_before_jax():
         "print(p.build_task({'HRNET_EVAL_PROBE': 'set'}, 'root', ['spec'], 8))"
     )
     out = fresh_python(code)
-    assert out == "('set', ('root', ['spec'], 8))"
+    assert out == "('set', ('root', ['spec'], 8, None))"
 
 
 def test_decode_tasks_import_no_framework():

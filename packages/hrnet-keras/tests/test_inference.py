@@ -28,7 +28,9 @@ def test_folded_model_keeps_the_logits(w18_files, images, reference_w18, referen
 @pytest.mark.parametrize("pooling", ["avg", None])
 def test_channels_first_twin_takes_and_returns_channels_last(pooling):
     keras.utils.set_random_seed(1)
-    model = create_model("hrnet-w18", include_top=False, pooling=pooling, input_shape=(64, 64, 3))
+    model = create_model(
+        "hrnet-w18-small", include_top=False, pooling=pooling, input_shape=(64, 64, 3)
+    )
     x = np.random.default_rng(1).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
     twin = fold_batchnorm(model, data_format="channels_first")
     convs = [layer for layer in twin.layers if isinstance(layer, keras.layers.Conv2D)]
@@ -40,7 +42,9 @@ def test_channels_first_twin_takes_and_returns_channels_last(pooling):
 
 
 def test_fold_leaves_the_original_untouched():
-    model = create_model("hrnet-w18", include_top=False, pooling="avg", input_shape=(64, 64, 3))
+    model = create_model(
+        "hrnet-w18-small", include_top=False, pooling="avg", input_shape=(64, 64, 3)
+    )
     before = [w.copy() for w in model.get_weights()]
     twin = fold_batchnorm(model)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
@@ -49,7 +53,7 @@ def test_fold_leaves_the_original_untouched():
 
 
 def test_unknown_layout_is_refused():
-    model = create_model("hrnet-w18", include_top=False, input_shape=(64, 64, 3))
+    model = create_model("hrnet-w18-small", include_top=False, input_shape=(64, 64, 3))
     with pytest.raises(ValueError, match="data_format must be"):
         fold_batchnorm(model, data_format="NCHW")
 
@@ -66,7 +70,7 @@ def test_uint8_input_and_top_k_agree_with_the_float_path():
     from hrnet_keras.preprocessing import preprocess_input
 
     keras.utils.set_random_seed(2)
-    model = create_model("hrnet-w18", input_shape=(64, 64, 3), classifier_activation=None)
+    model = create_model("hrnet-w18-small", input_shape=(64, 64, 3), classifier_activation=None)
     pixels = np.random.default_rng(2).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     logits = optimize_for_inference(model)(preprocess_input(pixels))
     top5 = optimize_for_inference(model, from_uint8=True, top_k=5)(pixels)
@@ -86,7 +90,9 @@ def _graph_walk_owner(model):
 @pytest.mark.parametrize("break_it", ["missing", "ignores the operation"])
 def test_graph_runner_falls_back_to_the_plain_call_without_the_graph_walk(monkeypatch, break_it):
     keras.utils.set_random_seed(3)
-    model = create_model("hrnet-w18", include_top=False, pooling="avg", input_shape=(64, 64, 3))
+    model = create_model(
+        "hrnet-w18-small", include_top=False, pooling="avg", input_shape=(64, 64, 3)
+    )
     x = np.random.default_rng(3).uniform(-1, 1, (1, 64, 64, 3)).astype("float32")
     want = keras.ops.convert_to_numpy(model(x, training=False))
     inference.graph_walk_works.cache_clear()
@@ -119,7 +125,7 @@ def test_graph_runner_falls_back_to_the_plain_call_without_the_graph_walk(monkey
 
 def test_folded_model_saves_and_loads_as_plain_keras(tmp_path):
     keras.utils.set_random_seed(4)
-    model = create_model("hrnet-w18", input_shape=(64, 64, 3), classifier_activation=None)
+    model = create_model("hrnet-w18-small", input_shape=(64, 64, 3), classifier_activation=None)
     x = np.random.default_rng(4).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
     path = str(tmp_path / "folded.keras")
     fold_batchnorm(model).save(path)
@@ -140,7 +146,7 @@ def _trained_statistics(model):
     return model
 
 
-@pytest.mark.parametrize("name", ["hrnet-w18", "hrnet_w18_small_v2.gluon_in1k"])
+@pytest.mark.parametrize("name", ["hrnet-w18-small", "hrnet_w18_small_v2.gluon_in1k"])
 def test_folded_model_is_the_twin_fold_batchnorm_makes(name):
     from hrnet_keras.inference import fold_weights, folded_model
 
@@ -167,7 +173,7 @@ def test_folded_model_is_the_twin_fold_batchnorm_makes(name):
         folded_model(name, weights="imagenet")
 
 
-@pytest.mark.parametrize("name", ["hrnet-w18", "hrnet_w18_small_v2.gluon_in1k"])
+@pytest.mark.parametrize("name", ["hrnet-w18-small", "hrnet_w18_small_v2.gluon_in1k"])
 def test_folded_weights_read_from_a_file_are_those_of_the_model_folded(name, tmp_path):
     """`load_folded_weights` (no unfolded model built) sets the twin bit for bit as
     `fold_weights` does from the model that file loads into; a file of another head or a

@@ -257,7 +257,7 @@ def _write_weights(path, weights):
 def build(compile_cache, specs, batch_size, files_node=None):
     """Make the missing entries of `specs` (rows of ONE `architecture_key`) for batches of
     `batch_size`: the program once, the folded weights of each spec. Returns
-    {row: {step: seconds}} (steps: imports, model, fold, export). A row's `.weights.h5` is
+    {row: {step: seconds}} (steps: imports, fetch, model, fold, export). A row's `.weights.h5` is
     read where this node has the bytes the driver checked, else fetched from the driver's
     node `files_node` (`hrnet_eval.node_files`), and that copy removed once folded.
 
@@ -296,6 +296,9 @@ def build(compile_cache, specs, batch_size, files_node=None):
         for spec in todo or specs[:1]:
             began = time.perf_counter()
             path = local_weights(spec, compile_cache, files_node)
+            if path != spec.weights:  # fetched from the driver's node (or this node's copy)
+                steps[spec.name]["fetch"] = time.perf_counter() - began
+                began = time.perf_counter()
             folded = False
             if spec.weights is None:  # seeded: the unfolded model draws the weights
                 keras.utils.set_random_seed(spec.seed)
