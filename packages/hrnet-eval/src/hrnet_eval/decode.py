@@ -54,19 +54,20 @@ def decode(items, skip_corrupt=False, decoding=TABLE):
     }
 
 
-def decode_tasks(task, items, skip_corrupt=False):
-    """`f(shard, node=None) -> [ObjectRef]`: `task` (`decode` as a Ray remote function)
-    submitted once per chunk of a `hrnet_eval.plan.Shard` of `items`, with the shard's
-    decoding; on `node` (a Ray node id) where it has a free CPU, else anywhere."""
+def decode_tasks(task, options, items, skip_corrupt=False):
+    """`f(shard, node=None) -> [ObjectRef]`: `task` (`decode` as a Ray remote function) with
+    Ray `options`, submitted once per chunk of a `hrnet_eval.plan.Shard` of `items`, with the
+    shard's decoding; on `node` (a Ray node id) where it has a free CPU, else anywhere."""
 
     def submit(shard, node=None):
+        placed = task.options(**options)
         if node is not None:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             place = NodeAffinitySchedulingStrategy(node, soft=True, _spill_on_unavailable=True)
-            placed = task.options(scheduling_strategy=place)
+            placed = task.options(**options, scheduling_strategy=place)
         return [
-            (task if node is None else placed).remote(items[s:e], skip_corrupt, shard.decoding)
+            placed.remote(items[s:e], skip_corrupt, shard.decoding)
             for s, e in chunks(shard.start, shard.end)
         ]
 

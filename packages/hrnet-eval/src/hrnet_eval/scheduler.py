@@ -268,12 +268,12 @@ class Scheduler:
         concurrency = max(map(len, self.groups), default=1) + self.depth + 1
         options = dict(max_concurrency=concurrency, **self.resources.actor_options)
         remote = ray.remote(EvalWorker).options(**options)
-        task = ray.remote(decode).options(**self.resources.decode_options)
+        task = ray.remote(decode)
         shard_size = max((key.size for key in self.work.order), default=1)
         workers, decoders = self.resources.workers, self.resources.decode_tasks
         crop = max((key.decoding.crop for key in self.work.order), default=1)
         store_bytes = ray.cluster_resources().get("object_store_memory", 0)
-        submit = decode_tasks(task, self.items, self.skip_corrupt)
+        submit = decode_tasks(task, self.resources.decode_options, self.items, self.skip_corrupt)
 
         def open_shard(key):  # decoded on the node of the workers that will score it
             self.nodes[key] = self.pool.place() if self.resources.place_decodes else None
