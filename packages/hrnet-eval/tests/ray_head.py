@@ -71,13 +71,82 @@ def ray_cli(*args):
     return [sys.executable, "-m", "ray.scripts.scripts", *args]
 
 
-class RayHead:
-    def __init__(self, *, num_cpus, num_gpus, env=None):
-        self.num_cpus, self.num_gpus = num_cpus, num_gpus
+class RayProcesses:
+    """One `ray start --block` in a new session, with a temp dir of its own; its processes
+    found by parentage or by that temp dir in their command line, ended by their pids."""
+
+    def __init__(self, env=None):
         # Short: Ray's unix socket paths live under it (108 bytes at most).
         self.temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
         self.env = dict(env or python_env())
         self.process = None
+        self.log = None
+
+    def _launch(self, command, log_name):
+        self.log = open(os.path.join(self.temp_dir, log_name), "w")
+        self.process = subprocess.Popen(
+            command,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def processes(self):
+        """Every live process this node started: descendants, or naming its temp dir."""
+        found = {}
+        try:
+            root = psutil.Process(self.process.pid)
+            found[root.pid] = root
+            for child in root.children(recursive=True):
+                found[child.pid] = child
+        except psutil.NoSuchProcess:
+            pass
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                if any(self.temp_dir in part for part in proc.info["cmdline"] or ()):
+                    found[proc.pid] = proc
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        found.pop(os.getpid(), None)
+        return list(found.values())
+
+    def stop(self):
+        """SIGTERM (Ray's processes end their children), SIGKILL what is left after 5 s."""
+        if self.process is None:
+            return
+        procs = self.processes()
+        _signal(procs, signal.SIGTERM)
+        _, alive = psutil.wait_procs(procs, timeout=5)
+        self._end(alive)
+
+    def kill(self):
+        """SIGKILL every process at once, as `Cluster.remove_node(allow_graceful=False)`
+        does: none is told, none cleans up (the node's raylet and workers vanish)."""
+        if self.process is not None:
+            self._end(self.processes())
+
+    def _end(self, procs):
+        _signal(procs, signal.SIGKILL)
+        psutil.wait_procs(procs, timeout=10)
+        self.process.wait(timeout=10)
+        self.process = None
+        self.log.close()
+
+
+def _signal(procs, signum):
+    for proc in procs:
+        try:
+            proc.send_signal(signum)
+        except psutil.NoSuchProcess:
+            pass
+
+
+class RayHead(RayProcesses):
+    def __init__(self, *, num_cpus, num_gpus, env=None, system_config=None):
+        super().__init__(env)
+        self.num_cpus, self.num_gpus = num_cpus, num_gpus
+        self.system_config = system_config  # Ray's settings for the whole cluster
         self.ports = dict(zip(PORT_OPTIONS, free_ports(len(PORT_OPTIONS))))
 
     @property
@@ -109,14 +178,9 @@ class RayHead:
         ]
         for option, port in self.ports.items():
             args += [option, str(port)]
-        self.log = open(os.path.join(self.temp_dir, "head.log"), "w")
-        self.process = subprocess.Popen(
-            ray_cli(*args),
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        if self.system_config:
+            args += ["--system-config", json.dumps(self.system_config)]
+        self._launch(ray_cli(*args), "head.log")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -138,45 +202,6 @@ class RayHead:
                 return "ray_version" in json.loads(response.read())
         except (OSError, ValueError):
             return False
-
-    def processes(self):
-        """Every live process this head started: descendants, or naming its temp dir."""
-        found = {}
-        try:
-            root = psutil.Process(self.process.pid)
-            found[root.pid] = root
-            for child in root.children(recursive=True):
-                found[child.pid] = child
-        except psutil.NoSuchProcess:
-            pass
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            try:
-                if any(self.temp_dir in part for part in proc.info["cmdline"] or ()):
-                    found[proc.pid] = proc
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        found.pop(os.getpid(), None)
-        return list(found.values())
-
-    def stop(self):
-        if self.process is None:
-            return
-        procs = self.processes()
-        for proc in procs:
-            try:
-                proc.send_signal(signal.SIGTERM)
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(procs, timeout=5)
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=10)
-        self.process.wait(timeout=10)
-        self.process = None
-        self.log.close()
 
     def job_env(self):
         return {**self.env, "RAY_ADDRESS": self.dashboard}
