@@ -96,10 +96,11 @@ class RayProcesses:
         """Every live process this node started: descendants, or naming its temp dir."""
         found = {}
         try:
-            root = psutil.Process(self.process.pid)
-            found[root.pid] = root
-            for child in root.children(recursive=True):
-                found[child.pid] = child
+            if self.process is not None:
+                root = psutil.Process(self.process.pid)
+                found[root.pid] = root
+                for child in root.children(recursive=True):
+                    found[child.pid] = child
         except psutil.NoSuchProcess:
             pass
         for proc in psutil.process_iter(["pid", "cmdline"]):
@@ -112,13 +113,9 @@ class RayProcesses:
         return list(found.values())
 
     def stop(self):
-        """SIGTERM (Ray's processes end their children), SIGKILL what is left after 5 s."""
-        if self.process is None:
-            return
-        procs = self.processes()
-        _signal(procs, signal.SIGTERM)
-        _, alive = psutil.wait_procs(procs, timeout=5)
-        self._end(alive)
+        """SIGTERM to `ray start --block`, which stops the processes it started; SIGKILL
+        to what is left after 10 s."""
+        stop_all([self])
 
     def kill(self):
         """SIGKILL every process at once, as `Cluster.remove_node(allow_graceful=False)`
@@ -132,6 +129,16 @@ class RayProcesses:
         self.process.wait(timeout=10)
         self.process = None
         self.log.close()
+
+
+def stop_all(groups):
+    """`RayProcesses.stop` of several at once (one wait for all)."""
+    procs = {group: group.processes() for group in groups if group.process is not None}
+    for group in procs:
+        group.process.send_signal(signal.SIGTERM)
+    _, alive = psutil.wait_procs([p for found in procs.values() for p in found], timeout=10)
+    for group, found in procs.items():
+        group._end([p for p in found if p in alive])
 
 
 def _signal(procs, signum):
@@ -157,7 +164,8 @@ class RayHead(RayProcesses):
     def dashboard(self):
         return f"http://127.0.0.1:{self.ports['--dashboard-port']}"
 
-    def start(self, timeout=180):
+    def start(self, timeout=180, up=None):
+        """Start the head; return once `up()` is true (default: its job API answers)."""
         args = [
             "start",
             "--head",
@@ -181,17 +189,30 @@ class RayHead(RayProcesses):
         if self.system_config:
             args += ["--system-config", json.dumps(self.system_config)]
         self._launch(ray_cli(*args), "head.log")
+        return self.wait(up or self._jobs_api_up, timeout)
+
+    def wait(self, up, timeout=180):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(
                     f"ray start exited with {self.process.returncode}; " f"see {self.log.name}"
                 )
-            if self._jobs_api_up():
+            if up():
                 return self
             time.sleep(1)
         self.stop()
-        raise RuntimeError(f"Ray head not up after {timeout} s; see {self.log.name}")
+        raise RuntimeError(
+            f"Ray head not up ({up.__name__}) after {timeout} s; see {self.log.name}"
+        )
+
+    def gcs_up(self):
+        """Whether the head's GCS accepts connections (nodes can join)."""
+        try:
+            socket.create_connection(("127.0.0.1", self.ports["--port"]), timeout=1).close()
+            return True
+        except OSError:
+            return False
 
     def _jobs_api_up(self):
         request = urllib.request.Request(

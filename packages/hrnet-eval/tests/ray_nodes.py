@@ -35,7 +35,7 @@ import sys
 import time
 import urllib.request
 
-from ray_head import PORT_OPTIONS, TOKEN, RayProcesses, free_ports
+from ray_head import PORT_OPTIONS, TOKEN, RayProcesses, free_ports, stop_all
 
 # A worker node takes the head's address instead of these.
 HEAD_ONLY = ("--port", "--dashboard-port", "--ray-client-server-port")
@@ -159,7 +159,7 @@ def wait_for_nodes(head, names, nodes=(), timeout=60):
             node.check_running()
         try:
             found = alive_nodes(head)
-        except OSError:
+        except (OSError, ValueError, KeyError):  # its dashboard not up yet
             found = {}
         if set(found) == set(names):
             return found
@@ -170,7 +170,8 @@ def wait_for_nodes(head, names, nodes=(), timeout=60):
 
 class NodeCluster:
     """A head and worker nodes on this machine (as `ray.cluster_utils.Cluster`, with
-    processes of their own and no shared disk): `add_node`, `remove_node`, `shutdown`."""
+    processes of their own and no shared disk): `add_node`, `remove_node`, `restore`,
+    `shutdown`."""
 
     def __init__(self, *, head_cpus=1, hidden=(), system_config=FAST_HEALTH_CHECK):
         from ray_head import RayHead
@@ -178,16 +179,17 @@ class NodeCluster:
         self.hidden = list(hidden)
         self.head = RayHead(num_cpus=head_cpus, num_gpus=0, system_config=system_config)
         self.nodes = []
-        self.head.start()
+        self.head.start(up=self.head.gcs_up)  # nodes join while its dashboard starts
 
     @property
     def node_names(self):
         return ["127.0.0.1"] + [n.name for n in self.nodes if n.process is not None]
 
-    def add_node(self, *, wait=True, **options):
+    def add_node(self, *, wait=True, name=None, **options):
         """Start a worker node (`RayNode` options; `hidden` defaults to the cluster's)."""
         options.setdefault("hidden", self.hidden)
-        node = RayNode(self.head, f"worker-{len(self.nodes) + 1}", **options).start()
+        node = RayNode(self.head, name or f"worker-{len(self.nodes) + 1}", **options).start()
+        node.options = options
         self.nodes.append(node)
         if wait:
             self.wait_for_nodes()
@@ -197,14 +199,27 @@ class NodeCluster:
         """{name: state record} once exactly the head and the running nodes are alive."""
         return wait_for_nodes(self.head, self.node_names, self.nodes, timeout)
 
+    def alive_nodes(self):
+        return alive_nodes(self.head)
+
     def node_id(self, node):
         return alive_nodes(self.head)[node.name]["node_id"]
 
     def remove_node(self, node, allow_graceful=True):
-        """Stop `node` (SIGTERM first) or, with `allow_graceful=False`, kill it hard."""
+        """Stop `node` (SIGTERM first) or, with `allow_graceful=False`, kill it hard (the
+        node stays in `nodes`, not running, until `restore`)."""
         node.stop() if allow_graceful else node.kill()
 
+    def restore(self, timeout=60):
+        """Start again (a new Ray node of the same name and options) every node that was
+        removed or exited; wait until all are alive."""
+        for i, node in enumerate(self.nodes):
+            if node.process is None or node.process.poll() is not None:
+                node.stop()
+                self.nodes[i] = RayNode(self.head, node.name, **node.options).start()
+                self.nodes[i].options = node.options
+        return self.wait_for_nodes(timeout)
+
     def shutdown(self):
-        for node in self.nodes:
-            node.stop()
-        self.head.stop()
+        """Stop the nodes and the head, all at once (`RayProcesses.stop`)."""
+        stop_all([*self.nodes, self.head])
