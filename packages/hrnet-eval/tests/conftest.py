@@ -142,15 +142,16 @@ def node_cluster(tmp_path_factory, s3_server):
     folder in place of pytest's temp root (every test's `tmp_path`: its data, weights,
     output) and of the fixture cache (`image_set`, its weights), whatever is created there
     later. The nodes see the code, the rest of the disk (the compile cache included), and
-    have the S3 store's AWS_* variables and TEST_NODE_NAME (their name); a node killed hard is DEAD within about a second
+    every node (the head too) has the S3 store's AWS_* variables, a worker node also
+    TEST_NODE_NAME (its name); a node killed hard is DEAD within about a second
     (ray_nodes.FAST_HEALTH_CHECK). Tests take `ray_nodes`."""
     hidden = [tmp_path_factory.getbasetemp(), fixture_cache.root()]
     for folder in hidden:
         folder.mkdir(parents=True, exist_ok=True)
-    cluster = NodeCluster(head_cpus=1, hidden=hidden)
+    cluster = NodeCluster(head_cpus=1, head_env=s3_server.env, hidden=hidden)
     try:
         for name in ("worker-1", "worker-2"):
-            env = {**s3_server.env, "TEST_NODE_NAME": name}
+            env = {"TEST_NODE_NAME": name}
             cluster.add_node(name=name, num_cpus=2, num_gpus=1, env=env, wait=False)
         yield cluster
     finally:

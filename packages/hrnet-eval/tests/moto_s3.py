@@ -2,6 +2,8 @@
 fake keys that its clients (this process, Ray nodes, jobs) get through the `AWS_*` variables
 of `env`."""
 
+import logging
+
 FAKE_SECRET = "moto-fake-secret-never-logged-0123"
 
 
@@ -13,6 +15,7 @@ class MotoS3:
         self.env = None
 
     def start(self):
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
         self.server.start()
         host, port = self.server.get_host_and_port()
         self.env = {

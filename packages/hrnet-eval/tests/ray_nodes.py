@@ -9,23 +9,29 @@ Each node is `ray start --address HEAD --block` with ports and a `--temp-dir` of
 (e.g. `AWS_ENDPOINT_URL` and keys). `RayNode.kill` is a lost machine (SIGKILL to every
 process the node started); `stop` a clean one. Never `ray stop`.
 
-Measured with Ray 2.60 on 2 busy cores (AMD EPYC), `benchmarks/cluster_nodes.py` and
-`test_nodes.py`:
+Facts (Ray 2.60.0, this 2-core AMD EPYC machine, busy with other test runs; 2026-12-07):
 
-- A node is seen ALIVE by the head 3-5 s after `ray start` (two in parallel: both in 5-7 s);
-  the head itself takes 8-12 s.
-- A node killed hard is marked DEAD by the GCS health check: by default after
-  `health_check_period_ms` 3000 x `health_check_failure_threshold` 5 (about 15 s).
-  `FAST_HEALTH_CHECK`, given to the head (`RayHead(system_config=...)`, i.e. `ray start
-  --head --system-config`; `RAY_health_check_*` variables in the head's environment work
-  too), makes it about 1 s.
-- Objects in a killed node's object store are lost with it; a task's return value is made
-  again from its lineage when read later (the task runs again where it can be scheduled; a
-  task pinned to the dead node with `soft=False` cannot, and the read raises), while a
-  value that already has a copy on another node (e.g. fetched to the driver's) is read from
-  that copy. `ray.put` values and actor method results are not reconstructed.
-- `ray job submit` to the head runs the job's driver on the head node (its supervisor
-  actor is placed there), so the driver sees the head's disk.
+- Start: the head answers its job API 4-9 s after `ray start --head`; a worker node is
+  ALIVE in the head's state API 5-14 s after its `ray start` (two started together: 7 s at
+  load 4, 14 s at load 9). `NodeCluster` starts the nodes once the head's GCS port answers,
+  while its dashboard is still starting.
+- A node killed hard (SIGKILL to its raylet and every process it started; `kill` returns
+  when all are reaped, 1.3-1.7 s) is marked DEAD by the GCS health check of its raylet:
+  with Ray's defaults (`health_check_period_ms` 3000, `health_check_failure_threshold` 5)
+  15.3 s after `kill` returned; with `FAST_HEALTH_CHECK` on the head (`ray start --head
+  --system-config`, or the same names as `RAY_health_check_*` variables in the head's
+  environment: both work) it is DEAD by the time `kill` returns. Its record stays, DEAD,
+  with "health check failed due to missing too many heartbeats".
+- Objects in the killed node's object store (read later from a driver on the head, with
+  `ray.wait(fetch_local=False)` before the kill): a task's return value is made again from
+  its lineage (the task runs again on a live node: read in 0.1 s) if the task may run
+  elsewhere (default or soft affinity); pinned with `soft=False` to the dead node the read
+  raises `TaskUnschedulableError`; with `max_retries=0` `ObjectReconstructionFailedError`;
+  an actor method's return (actor not restartable) `ObjectReconstructionFailedError`; a
+  `ray.put` made by a task on the dead node `OwnerDiedError` (its owner died); a value
+  already copied to the driver's node is read from that copy.
+- `ray job submit` to the head runs the job's driver on the head node (`JobInfo
+  .driver_node_id` is the head's node id), so the driver sees the head's disk.
 """
 
 import json
@@ -173,11 +179,18 @@ class NodeCluster:
     processes of their own and no shared disk): `add_node`, `remove_node`, `restore`,
     `shutdown`."""
 
-    def __init__(self, *, head_cpus=1, hidden=(), system_config=FAST_HEALTH_CHECK):
-        from ray_head import RayHead
+    def __init__(
+        self, *, head_cpus=1, head_gpus=0, head_env=None, hidden=(), system_config=FAST_HEALTH_CHECK
+    ):
+        from ray_head import RayHead, python_env
 
         self.hidden = list(hidden)
-        self.head = RayHead(num_cpus=head_cpus, num_gpus=0, system_config=system_config)
+        self.head = RayHead(
+            num_cpus=head_cpus,
+            num_gpus=head_gpus,
+            env={**python_env(), **(head_env or {})},
+            system_config=system_config,
+        )
         self.nodes = []
         self.head.start(up=self.head.gcs_up)  # nodes join while its dashboard starts
 
