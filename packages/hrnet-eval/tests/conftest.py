@@ -1,5 +1,6 @@
 """Session fixtures: a small ImageNet-layout image set labelled from the mmpretrain
-reference, its checkpoints converted for hrnet-keras, and a real Ray head."""
+reference, its checkpoints converted for hrnet-keras, a real Ray head, and a cluster of a
+head and two worker nodes that share no disk with the tests, with S3 on 127.0.0.1."""
 
 import json
 import os
@@ -12,7 +13,9 @@ import pytest
 import fixture_cache
 import reference_model
 from imageset import ImageSet, choose_labels, count_hits, write_photos
+from moto_s3 import MotoS3
 from ray_head import RayHead
+from ray_nodes import NodeCluster
 
 N_IMAGES = 24
 # Rows evaluated end to end (one architecture: one compile) and their reference seeds.
@@ -119,3 +122,45 @@ def compile_cache():
     return os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(
         tempfile.gettempdir(), "hrnet-jax-cache"
     )
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 on 127.0.0.1 (`moto_s3.MotoS3`: `.env` holds its AWS_* variables, which
+    this process does not get; `.client()`, `.upload_tree()`)."""
+    store = MotoS3().start()
+    try:
+        yield store
+    finally:
+        store.stop()
+
+
+@pytest.fixture(scope="session")
+def node_cluster(tmp_path_factory, s3_server):
+    """A Ray head (1 CPU, no GPU) and two worker nodes (2 CPUs, 1 logical GPU each) on
+    this machine, as machines that share no disk with the driver: each node sees an empty
+    folder in place of pytest's temp root (every test's `tmp_path`: its data, weights,
+    output) and of the fixture cache (`image_set`, its weights), whatever is created there
+    later. The nodes see the code, the rest of the disk (the compile cache included), and
+    every node (the head too) has the S3 store's AWS_* variables, a worker node also
+    TEST_NODE_NAME (its name); a node killed hard is DEAD within about a second
+    (ray_nodes.FAST_HEALTH_CHECK). Tests take `ray_nodes`."""
+    hidden = [tmp_path_factory.getbasetemp(), fixture_cache.root()]
+    for folder in hidden:
+        folder.mkdir(parents=True, exist_ok=True)
+    cluster = NodeCluster(head_cpus=1, head_env=s3_server.env, hidden=hidden)
+    try:
+        for name in ("worker-1", "worker-2"):
+            env = {"TEST_NODE_NAME": name}
+            cluster.add_node(name=name, num_cpus=2, num_gpus=1, env=env, wait=False)
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+@pytest.fixture
+def ray_nodes(node_cluster):
+    """`node_cluster` with its head and both worker nodes alive (a node an earlier test
+    removed is started again)."""
+    node_cluster.restore()
+    return node_cluster

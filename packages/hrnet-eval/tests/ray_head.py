@@ -71,13 +71,89 @@ def ray_cli(*args):
     return [sys.executable, "-m", "ray.scripts.scripts", *args]
 
 
-class RayHead:
-    def __init__(self, *, num_cpus, num_gpus, env=None):
-        self.num_cpus, self.num_gpus = num_cpus, num_gpus
+class RayProcesses:
+    """One `ray start --block` in a new session, with a temp dir of its own; its processes
+    found by parentage or by that temp dir in their command line, ended by their pids."""
+
+    def __init__(self, env=None):
         # Short: Ray's unix socket paths live under it (108 bytes at most).
         self.temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
         self.env = dict(env or python_env())
         self.process = None
+        self.log = None
+
+    def _launch(self, command, log_name):
+        self.log = open(os.path.join(self.temp_dir, log_name), "w")
+        self.process = subprocess.Popen(
+            command,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def processes(self):
+        """Every live process this node started: descendants, or naming its temp dir."""
+        found = {}
+        try:
+            if self.process is not None:
+                root = psutil.Process(self.process.pid)
+                found[root.pid] = root
+                for child in root.children(recursive=True):
+                    found[child.pid] = child
+        except psutil.NoSuchProcess:
+            pass
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                if any(self.temp_dir in part for part in proc.info["cmdline"] or ()):
+                    found[proc.pid] = proc
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        found.pop(os.getpid(), None)
+        return list(found.values())
+
+    def stop(self):
+        """SIGTERM to `ray start --block`, which stops the processes it started; SIGKILL
+        to what is left after 10 s."""
+        stop_all([self])
+
+    def kill(self):
+        """SIGKILL every process at once, as `Cluster.remove_node(allow_graceful=False)`
+        does: none is told, none cleans up (the node's raylet and workers vanish)."""
+        if self.process is not None:
+            self._end(self.processes())
+
+    def _end(self, procs):
+        _signal(procs, signal.SIGKILL)
+        psutil.wait_procs(procs, timeout=10)
+        self.process.wait(timeout=10)
+        self.process = None
+        self.log.close()
+
+
+def stop_all(groups):
+    """`RayProcesses.stop` of several at once (one wait for all)."""
+    procs = {group: group.processes() for group in groups if group.process is not None}
+    for group in procs:
+        group.process.send_signal(signal.SIGTERM)
+    _, alive = psutil.wait_procs([p for found in procs.values() for p in found], timeout=10)
+    for group, found in procs.items():
+        group._end([p for p in found if p in alive])
+
+
+def _signal(procs, signum):
+    for proc in procs:
+        try:
+            proc.send_signal(signum)
+        except psutil.NoSuchProcess:
+            pass
+
+
+class RayHead(RayProcesses):
+    def __init__(self, *, num_cpus, num_gpus, env=None, system_config=None):
+        super().__init__(env)
+        self.num_cpus, self.num_gpus = num_cpus, num_gpus
+        self.system_config = system_config  # Ray's settings for the whole cluster
         self.ports = dict(zip(PORT_OPTIONS, free_ports(len(PORT_OPTIONS))))
 
     @property
@@ -88,7 +164,8 @@ class RayHead:
     def dashboard(self):
         return f"http://127.0.0.1:{self.ports['--dashboard-port']}"
 
-    def start(self, timeout=180):
+    def start(self, timeout=180, up=None):
+        """Start the head; return once `up()` is true (default: its job API answers)."""
         args = [
             "start",
             "--head",
@@ -109,25 +186,33 @@ class RayHead:
         ]
         for option, port in self.ports.items():
             args += [option, str(port)]
-        self.log = open(os.path.join(self.temp_dir, "head.log"), "w")
-        self.process = subprocess.Popen(
-            ray_cli(*args),
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        if self.system_config:
+            args += ["--system-config", json.dumps(self.system_config)]
+        self._launch(ray_cli(*args), "head.log")
+        return self.wait(up or self._jobs_api_up, timeout)
+
+    def wait(self, up, timeout=180):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(
                     f"ray start exited with {self.process.returncode}; " f"see {self.log.name}"
                 )
-            if self._jobs_api_up():
+            if up():
                 return self
             time.sleep(1)
         self.stop()
-        raise RuntimeError(f"Ray head not up after {timeout} s; see {self.log.name}")
+        raise RuntimeError(
+            f"Ray head not up ({up.__name__}) after {timeout} s; see {self.log.name}"
+        )
+
+    def gcs_up(self):
+        """Whether the head's GCS accepts connections (nodes can join)."""
+        try:
+            socket.create_connection(("127.0.0.1", self.ports["--port"]), timeout=1).close()
+            return True
+        except OSError:
+            return False
 
     def _jobs_api_up(self):
         request = urllib.request.Request(
@@ -138,45 +223,6 @@ class RayHead:
                 return "ray_version" in json.loads(response.read())
         except (OSError, ValueError):
             return False
-
-    def processes(self):
-        """Every live process this head started: descendants, or naming its temp dir."""
-        found = {}
-        try:
-            root = psutil.Process(self.process.pid)
-            found[root.pid] = root
-            for child in root.children(recursive=True):
-                found[child.pid] = child
-        except psutil.NoSuchProcess:
-            pass
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            try:
-                if any(self.temp_dir in part for part in proc.info["cmdline"] or ()):
-                    found[proc.pid] = proc
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        found.pop(os.getpid(), None)
-        return list(found.values())
-
-    def stop(self):
-        if self.process is None:
-            return
-        procs = self.processes()
-        for proc in procs:
-            try:
-                proc.send_signal(signal.SIGTERM)
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(procs, timeout=5)
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=10)
-        self.process.wait(timeout=10)
-        self.process = None
-        self.log.close()
 
     def job_env(self):
         return {**self.env, "RAY_ADDRESS": self.dashboard}
