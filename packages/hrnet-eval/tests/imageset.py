@@ -3,6 +3,7 @@ reference model's predictions so that hit counts are known; result readers."""
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +96,30 @@ def read_results(output):
 
 def shard_files(output, model):
     return sorted((Path(output) / "shards" / model).glob("*.json"))
+
+
+def assert_predictions(output, image_set, model, excluded=()):
+    """Every image's (but the names in `excluded`) top-1 and top-5 classes in the shard files
+    equal the reference's."""
+    seen = {}
+    for path in shard_files(output, model):
+        record = json.loads(path.read_text())
+        for name, top5 in zip(record["names"], record["top5_classes"]):
+            seen[os.path.basename(name)] = top5
+    assert sorted(seen) == [n for n in image_set.names if n not in excluded]
+    for name, expected in zip(image_set.names, image_set.top5[model]):
+        if name not in excluded:
+            assert (seen[name][0], set(seen[name])) == (expected[0], set(expected)), name
+
+
+def assert_counts(output, image_set, models):
+    _, rows = read_results(output)
+    for model in models:
+        row = rows[model]
+        expected = image_set.counts[model]
+        assert (row["top1_hits"], row["top5_hits"], row["images"]) == (
+            expected["top1_hits"],
+            expected["top5_hits"],
+            expected["images"],
+        ), model
+    return rows

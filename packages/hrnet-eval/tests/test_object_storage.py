@@ -4,7 +4,6 @@ its local copy, and their bytes read back the same, in this process and in Ray t
 import os
 import pickle
 import shutil
-import struct
 import tarfile
 
 import pytest
@@ -13,28 +12,13 @@ from hrnet_eval import index_cache, storage
 from hrnet_eval.data import DataError, load_dataset
 from hrnet_eval.decode import decode
 from hrnet_eval.images import digest, read_bytes
-from hrnet_eval.tfrecord import Example, masked_crc32c
 from hrnet_keras.preprocessing import imagenet_classes
+from tfrecords import write_tfrecord
 
 WNIDS = [wnid for wnid, _ in imagenet_classes()]
 BUCKET = "imagenet"
 SECRET = "s3cr3t-never-logged-0123456789"
 N = 12  # images used here (of the session's photos)
-
-
-def write_tfrecord(path, examples):
-    """A TFRecord file of `examples` ([(jpeg bytes, label, file name)]), as tfds writes."""
-    with open(path, "wb") as f:
-        for image, label, name in examples:
-            example = Example()
-            feature = example.features.feature
-            feature["image"].bytes_list.value.append(image)
-            feature["label"].int64_list.value.append(label)
-            feature["file_name"].bytes_list.value.append(name.encode())
-            data = example.SerializeToString()
-            header = struct.pack("<Q", len(data))
-            f.write(header + struct.pack("<I", masked_crc32c(header)))
-            f.write(data + struct.pack("<I", masked_crc32c(data)))
 
 
 @pytest.fixture(scope="module")
@@ -193,49 +177,3 @@ def test_refused_uris_name_what_to_do(s3):
         load_dataset("s3://no-such-bucket/val")
     with pytest.raises(DataError, match=f"No ImageNet validation layout in {s3}"):
         load_dataset(s3)
-
-
-def test_job_over_s3_gives_the_reference_counts(s3, ray_head, image_set, tmp_path, compile_cache):
-    """`ray job submit -- python -m hrnet_eval --data s3://...` over TFRecords: the job indexes
-    them in tasks on its cluster, its decode tasks read the records by ranged reads; endpoint
-    and (moto's fake) keys reach the job's processes through its runtime_env. The counts are
-    the reference's; no secret and no terminal colour code in the job's log, no secret in its
-    results."""
-    import uuid
-
-    import boto3
-
-    from imageset import read_results
-
-    records = tmp_path / "records"
-    records.mkdir()
-    examples = [
-        ((image_set.flat / name).read_bytes(), label, name)
-        for name, label in zip(image_set.names, image_set.labels)
-    ]
-    for k in range(2):
-        name = f"imagenet2012-validation.tfrecord-{k:05d}-of-00002"
-        write_tfrecord(records / name, examples[k::2])
-        boto3.client("s3").upload_file(str(records / name), BUCKET, f"job/{name}")
-    out = tmp_path / "out"
-    args = ["--models", "hrnet-w18", "--data", f"{s3}/job", "--output", out, "--no-download"]
-    args += ["--weights-dir", image_set.weights_dir, "--compile-cache", compile_cache]
-    args += ["--batch-size", 4, "--shard-size", 12, "--progress-seconds", 0]
-    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k == "XDG_CACHE_HOME"}
-    cached = set(index_cache.cache_dir().glob("*.json"))
-    job_id = f"hrnet-eval-s3-{uuid.uuid4().hex[:8]}"
-    run = ray_head.submit(*args, env_vars=env, submission_id=job_id)
-    log = ray_head.client().get_job_logs(job_id)  # what `ray job logs` shows
-    assert run.returncode == 0, run.stdout + run.stderr
-    row = read_results(out)[1]["hrnet-w18"]
-    expected = image_set.counts["hrnet-w18"]
-    assert [row[k] for k in ("top1_hits", "top5_hits", "images")] == [
-        expected[k] for k in ("top1_hits", "top5_hits", "images")
-    ]
-    assert f"data: {s3}/job (tfds data_dir), 24 images" in log
-    assert len(set(index_cache.cache_dir().glob("*.json")) - cached) == 2  # indexed by the job
-    assert "top-1 " in log and "24/24 images (100.0%)" in log
-    assert SECRET not in log and "\x1b" not in log
-    for path in out.rglob("*"):
-        if path.is_file():
-            assert SECRET.encode() not in path.read_bytes(), path

@@ -3,7 +3,6 @@ python -m hrnet_eval ...` against counts of the mmpretrain reference on the same
 
 import csv
 import json
-import os
 import re
 import shutil
 import signal
@@ -15,7 +14,7 @@ import uuid
 import psutil
 import pytest
 
-from imageset import read_results, shard_files
+from imageset import assert_counts, assert_predictions, read_results, shard_files
 from ray_head import python_env
 
 W18, SSLD = "hrnet-w18", "hrnet-w18-ssld"
@@ -43,33 +42,6 @@ def job_args(image_set, output, compile_cache, *, models=(W18,), data=None, **op
     for key, value in {**defaults, **options}.items():
         args += ["--" + key.replace("_", "-"), value]
     return args
-
-
-def assert_predictions(output, image_set, model, excluded=()):
-    """Every image's (but the names in `excluded`) top-1 and top-5 classes in the shard files
-    equal the reference's."""
-    seen = {}
-    for path in shard_files(output, model):
-        record = json.loads(path.read_text())
-        for name, top5 in zip(record["names"], record["top5_classes"]):
-            seen[os.path.basename(name)] = top5
-    assert sorted(seen) == [n for n in image_set.names if n not in excluded]
-    for name, expected in zip(image_set.names, image_set.top5[model]):
-        if name not in excluded:
-            assert (seen[name][0], set(seen[name])) == (expected[0], set(expected)), name
-
-
-def assert_counts(output, image_set, models):
-    _, rows = read_results(output)
-    for model in models:
-        row = rows[model]
-        expected = image_set.counts[model]
-        assert (row["top1_hits"], row["top5_hits"], row["images"]) == (
-            expected["top1_hits"],
-            expected["top5_hits"],
-            expected["images"],
-        ), model
-    return rows
 
 
 def test_job_reproduces_reference_counts(ray_head, image_set, tmp_path, compile_cache):
