@@ -9,10 +9,11 @@ import subprocess
 import sys
 
 import keras
-import keras_hub
+import keras_hub  # pants: no-infer-dep (conftest.py)
 import numpy as np
 import pytest
 import skimage.data
+import tensorflow as tf
 from huggingface_hub import constants
 from hub_cache import cache_repo
 
@@ -68,7 +69,7 @@ def test_weights_converted_by_hrnet_keras_give_its_logits(converted, classifier,
 
 def test_pyramid_outputs_are_the_stem_and_the_branches(classifier, pixels):
     backbone = classifier.backbone
-    pyramid = keras.Model(backbone.inputs, backbone.pyramid_outputs)(pixels)
+    pyramid = keras.Model(backbone.input, backbone.pyramid_outputs)(pixels)
     shapes = {name: tuple(out.shape) for name, out in pyramid.items()}
     assert shapes == {
         "P1": (2, 32, 32, 64),
@@ -102,24 +103,41 @@ def test_hf_handle_from_an_offline_cache(classifier, preset, pixels, tmp_path, m
     backbone = keras_hub.models.Backbone.from_preset("hf://someone/hrnet_w18_small")
     assert type(backbone) is HRNetBackbone
     np.testing.assert_array_equal(numpy(backbone(pixels)), numpy(classifier.backbone(pixels)))
-    with pytest.raises(Exception, match="hrnet_w18_other"):
+    with pytest.raises(ValueError, match="hrnet_w18_other"):
         keras_hub.models.Backbone.from_preset("hf://someone/hrnet_w18_other")
 
 
 @pytest.mark.parametrize("row", ["hrnet-w18", "hrnet_w18_small.gluon_in1k"])
-def test_image_converter_is_the_rows_pipeline(row):
+@pytest.mark.parametrize("where", ["eager", "tf.data"])
+def test_image_converter_is_the_rows_pipeline(row, where):
     """Against hrnet_keras' `load_image` + `preprocess_input` (Pillow) on scikit-image's
-    photos: bilinear within one level of 0-255 (rounding), bicubic too but for Pillow's
-    clipping between its two passes."""
+    photos, called eagerly and in a tf.data pipeline (where KerasHub's `predict` and `fit`
+    run it), in levels of 0-255: within one level (rounding), but for bicubic's overshoot,
+    which Pillow clips between its two passes (measured: up to 0.6% of the values, 15
+    levels at most, in tf.data)."""
     converter = HRNetImageConverter.from_row(row)
     std = np.asarray(hrnet_keras.data_config(row)["std"]) * 255
     for image in (skimage.data.chelsea(), skimage.data.rocket(), skimage.data.astronaut()):
-        got = numpy(converter(image))
+        if where == "eager":
+            got = numpy(converter(image))
+        else:
+            got = next(iter(tf.data.Dataset.from_tensors(image).map(converter))).numpy()
         want = hrnet_keras.preprocess_input(hrnet_keras.load_image(image, model=row), model=row)
         levels = np.abs(got - want) * std
         assert got.shape == want.shape == (224, 224, 3)
-        assert np.quantile(levels, 0.999) <= 1.0 + 1e-3
-        assert levels.max() <= (1.0 + 1e-3 if row == "hrnet-w18" else 6.0)
+        assert levels.mean() <= 0.35 and np.quantile(levels, 0.99) <= 1.0 + 1e-3
+        beyond = (levels > 1.0 + 1e-3).mean()
+        assert beyond == 0 if converter.interpolation == "bilinear" else beyond <= 0.01
+
+
+def test_predict_takes_raw_photos(classifier):
+    """`predict` on uint8 photos of any size: the preprocessor, then the model (the converter
+    runs in tf.data there, its resize TensorFlow's: logits within 2e-3 of the largest)."""
+    photos = np.stack([skimage.data.chelsea(), skimage.data.chelsea()[::-1]])
+    converter = classifier.preprocessor.image_converter
+    want = numpy(classifier(np.stack([numpy(converter(photo)) for photo in photos])))
+    got = classifier.predict(photos, verbose=0)
+    assert np.abs(got - want).max() <= 2e-3 * np.abs(want).max()
 
 
 def test_a_segmenter_runs_on_the_pyramid(classifier):

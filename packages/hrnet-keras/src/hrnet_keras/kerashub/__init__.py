@@ -8,7 +8,7 @@ from a folder or a `hf://` handle. The rest of hrnet_keras imports nothing of ke
 """
 
 try:
-    import keras_hub  # noqa: F401
+    import keras_hub  # noqa: F401  # pants: no-infer-dep
 except ImportError as exc:
     raise ImportError(
         f"hrnet_keras.kerashub needs keras-hub ({exc}); install it without its TensorFlow "

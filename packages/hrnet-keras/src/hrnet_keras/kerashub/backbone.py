@@ -6,7 +6,7 @@ converted by hrnet_keras load into it layer by layer.
 """
 
 import keras
-from keras_hub.models import FeaturePyramidBackbone
+from keras_hub.models import FeaturePyramidBackbone  # pants: no-infer-dep
 
 from hrnet_keras import architecture as graph
 from hrnet_keras.blocks import KERAS_LAYERS

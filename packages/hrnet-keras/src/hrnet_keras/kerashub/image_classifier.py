@@ -5,7 +5,7 @@ Its head (average pooling, `predictions` Dense) is HRNet's (`neck.1`, `head.fc`)
 """
 
 import keras
-from keras_hub.models import ImageClassifier
+from keras_hub.models import ImageClassifier  # pants: no-infer-dep
 
 from hrnet_keras.architecture import layer_name
 from hrnet_keras.configs import IMAGENET_CLASSES
@@ -31,16 +31,19 @@ class HRNetImageClassifier(ImageClassifier):
         """The classifier of row `name` with its test pipeline as preprocessor.
 
         `weights` as `hrnet_keras.create_model` takes them; they fill the backbone, and the
-        head too when `num_classes` is 1000 (another `num_classes`: a fresh head).
+        head too when `num_classes` is 1000 (another `num_classes`: a fresh head). Weights of
+        another row (`"hrnet-w18-ssld"`) bring that row's pipeline, as in `create_model`.
         `kwargs`: `ImageClassifier`'s (`activation`, `pooling`, `head_dtype`, ...).
         """
-        backbone = HRNetBackbone(name, image_shape=image_shape)
-        preprocessor = HRNetImageClassifierPreprocessor.from_row(name)
-        task = cls(backbone=backbone, num_classes=num_classes, preprocessor=preprocessor, **kwargs)
-        if weights is None:
-            return task
         include_top = num_classes == IMAGENET_CLASSES
-        source = create_model(name, weights=weights, include_top=include_top)
+        source = None
+        if weights is not None:
+            source = create_model(name, weights=weights, include_top=include_top)
+        backbone = HRNetBackbone(name, image_shape=image_shape)
+        preprocessor = HRNetImageClassifierPreprocessor.from_row(name if source is None else source)
+        task = cls(backbone=backbone, num_classes=num_classes, preprocessor=preprocessor, **kwargs)
+        if source is None:
+            return task
         copy_weights(source, backbone)
         if include_top:
             task.get_layer(HEAD).set_weights(source.get_layer(layer_name("head.fc")).get_weights())

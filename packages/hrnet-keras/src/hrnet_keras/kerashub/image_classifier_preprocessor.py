@@ -1,7 +1,7 @@
 """`HRNetImageClassifierPreprocessor`: KerasHub's preprocessor around `HRNetImageConverter`."""
 
 import keras
-from keras_hub.models import ImageClassifierPreprocessor
+from keras_hub.models import ImageClassifierPreprocessor  # pants: no-infer-dep
 
 from hrnet_keras.kerashub.backbone import HRNetBackbone
 from hrnet_keras.kerashub.image_converter import HRNetImageConverter

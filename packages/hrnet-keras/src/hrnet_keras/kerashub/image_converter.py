@@ -9,7 +9,7 @@ with the row's mean and std (`scale` = 1 / std, `offset` = -mean / std, on 0-255
 import keras
 import numpy as np
 from keras import backend
-from keras_hub.layers import ImageConverter
+from keras_hub.layers import ImageConverter  # pants: no-infer-dep
 
 from hrnet_keras.kerashub.backbone import HRNetBackbone
 from hrnet_keras.pretrained import pipeline_of
