@@ -4,7 +4,9 @@ W18-small at 64 px with seeded random weights, saved as the `.weights.h5` hrnet_
 writes (what `convert` writes for a row).
 """
 
+import ast
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -159,10 +161,27 @@ def test_an_unknown_architecture_names_the_known_ones():
         HRNetBackbone("hrnet-w99")
 
 
+def _imported_modules(path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
 def test_hrnet_keras_imports_nothing_of_keras_hub():
+    """Outside `kerashub/`, no module of hrnet_keras imports keras_hub (or `kerashub`); and a
+    process that imports the model modules (Keras' numpy backend) has no keras_hub loaded."""
+    package = pathlib.Path(hrnet_keras.__file__).parent
+    for path in package.rglob("*.py"):
+        if "kerashub" in path.relative_to(package).parts:
+            continue
+        for module in _imported_modules(path):
+            assert not module.startswith(("keras_hub", "hrnet_keras.kerashub")), (path, module)
     code = (
         "import sys, hrnet_keras, hrnet_keras.model, hrnet_keras.features; "
-        "hrnet_keras.create_model('hrnet-w18-small', input_shape=(64, 64, 3)); "
         "sys.exit('keras_hub' in sys.modules)"
     )
     env = {**os.environ, "KERAS_BACKEND": "numpy"}
