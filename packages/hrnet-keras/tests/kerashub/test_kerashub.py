@@ -69,6 +69,11 @@ def test_weights_converted_by_hrnet_keras_give_its_logits(converted, classifier,
     assert classifier.backbone.architecture == ARCH
 
 
+def test_a_backbone_alone_takes_the_weights_of_a_classifier(converted, classifier, pixels):
+    backbone = HRNetBackbone.from_row(ARCH, weights=converted[1])
+    np.testing.assert_array_equal(numpy(backbone(pixels)), numpy(classifier.backbone(pixels)))
+
+
 def test_pyramid_outputs_are_the_stem_and_the_branches(classifier, pixels):
     backbone = classifier.backbone
     pyramid = keras.Model(backbone.input, backbone.pyramid_outputs)(pixels)
