@@ -12,5 +12,8 @@ if ! "$PYTHON" -c 'import sys; assert sys.version_info[:2] >= (3, 10)' 2>/dev/nu
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q -r requirements.txt
+# KerasHub (hrnet_keras.kerashub): keras-hub without its tensorflow-text requirement
+.venv/bin/python -m pip install -q -r requirements-keras-hub.txt
+.venv/bin/python -m pip install -q --no-deps keras-hub==0.32.0
 .venv/bin/python -m pip install -q --no-deps -e packages/hrnet-keras -e packages/hrnet-eval
 .venv/bin/python -c "import hrnet_keras, hrnet_eval; print('setup.sh: .venv ready:', ', '.join(hrnet_keras.list_models()))"
