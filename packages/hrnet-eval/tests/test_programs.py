@@ -107,14 +107,15 @@ def test_two_runs_writing_one_cache_leave_a_whole_entry(tmp_path):
 
 
 def test_cached_program_scores_as_the_keras_model(tmp_path):
-    """W18 built into the cache, then read back by a fresh worker (no build): the same
-    top-5 as the Keras model's own forward pass; a damaged weights entry is rebuilt."""
+    """A row built into the cache, then read back by a fresh worker (no build): the same
+    top-5 as the Keras model's own forward pass; a damaged weights entry is rebuilt. (W18's
+    small sibling: what is checked does not depend on the width.)"""
     import keras
 
     import hrnet_keras
     from hrnet_eval.worker import EvalWorker
 
-    spec = random_spec("hrnet-w18")
+    spec = random_spec("hrnet-w18-small")
     images = np.random.default_rng(0).integers(0, 256, (5, 224, 224, 3), dtype=np.uint8)
     config = WorkerConfig(batch_size=4, compile_cache=str(tmp_path))
     built = EvalWorker(config)
