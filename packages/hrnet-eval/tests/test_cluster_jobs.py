@@ -188,3 +188,32 @@ def test_a_worker_node_killed_mid_run_changes_no_count(
     records = [json.loads(f.read_text()) for f in shard_files(out, ROW)]
     assert len(records) == 12 and sum(r["images"] for r in records) == 24
     assert read_results(out)[1][ROW]["images"] == 24
+
+
+def test_no_node_left_stops_after_the_wait_and_the_same_command_completes(
+    ray_nodes, cluster_data, image_set, tmp_path, compile_cache
+):
+    """Both worker nodes killed hard once a shard is stored: no node can host a worker, so
+    the job stops after --worker-wait-seconds, keeping what finished; with the nodes back,
+    the same command completes with the reference counts. (The programs are in a cache every
+    node sees, so the new nodes need not build.)"""
+    out = tmp_path / "out"
+    args = args_of(image_set, cluster_data["folders"], out, compile_cache, shard_size=2)
+    args += ["--worker-wait-seconds", 3]
+    job_id = submit_and_wait_for_a_shard(ray_nodes.head, args, out)
+    for node in ray_nodes.nodes:
+        ray_nodes.remove_node(node, allow_graceful=False)
+    status, log = wait_for_job(ray_nodes.head, job_id)
+    assert status.value == "FAILED", log
+    assert re.search(
+        r"error: no node left can host a worker \(1 GPU, 1 CPU\): waited \d+ s "
+        r"\(--worker-wait-seconds\) after the cluster lost them \(finished shards are kept",
+        log,
+    ), log
+    kept = len(shard_files(out, ROW))
+    ray_nodes.restore()
+    run = ray_nodes.head.submit(*args)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert re.search(rf"{ROW}: 12 shards of up to 2 images, {kept} already done", run.stdout)
+    assert_counts(out, image_set, [ROW])
+    assert_predictions(out, image_set, ROW)

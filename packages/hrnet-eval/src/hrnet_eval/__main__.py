@@ -27,6 +27,7 @@ from hrnet_eval.config import (
     DEFAULT_OUTPUT,
     DEFAULT_PROGRESS_SECONDS,
     DEFAULT_SHARD_SIZE,
+    DEFAULT_WORKER_WAIT_SECONDS,
     DEMO_DEFAULTS,
     PLACEMENTS,
     TABLE_FAMILY,
@@ -191,6 +192,14 @@ def build_parser():
         metavar="DIR",
         help="the JAX workers' programs and XLA's compiled code, 'none' to keep none "
         f"(default: {default_compile_cache()})",
+    )
+    run.add_argument(
+        "--worker-wait-seconds",
+        type=_non_negative_float,
+        metavar="S",
+        help="after a worker is lost (its node died), how long to wait for a node that can "
+        "host another before stopping; finished shards are kept, and the same command "
+        f"resumes (default: {DEFAULT_WORKER_WAIT_SECONDS:g})",
     )
     run.add_argument(
         "--progress-seconds",

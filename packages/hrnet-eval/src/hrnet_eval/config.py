@@ -11,6 +11,9 @@ TABLE_FAMILY = "mmcls"
 DEFAULT_SHARD_SIZE = 500
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_PROGRESS_SECONDS = 10.0
+# after a lost worker, how long a job waits for a node that can host another (an autoscaler's
+# new node takes minutes)
+DEFAULT_WORKER_WAIT_SECONDS = 600.0
 PLACEMENTS = ("worker-node", "anywhere")  # --decode-placement
 DEMO_DEFAULTS = {
     "output": "results/demo",
@@ -56,6 +59,7 @@ class EvalConfig:
     # the workers' programs and XLA's compiled code (`hrnet_eval.programs`); None: none kept
     compile_cache: str | None = dataclasses.field(default_factory=default_compile_cache)
     progress_seconds: float = DEFAULT_PROGRESS_SECONDS
+    worker_wait_seconds: float = DEFAULT_WORKER_WAIT_SECONDS
 
     @classmethod
     def from_namespace(cls, args):

@@ -275,6 +275,7 @@ class Job:
             decode_options={"num_cpus": sizing.decode_task_cpus},
             decode_tasks=sizing.decode_tasks,
             place_decodes=config.decode_placement == "worker-node",
+            worker_wait_seconds=config.worker_wait_seconds,
         )
         scheduler = Scheduler(
             specs=self.specs,

@@ -53,6 +53,7 @@ class Resources:
     decode_options: dict
     decode_tasks: int
     place_decodes: bool = True  # on the node of the workers that will score the shard
+    worker_wait_seconds: float = 600.0  # for a node that can host a lost worker's replacement
 
 
 class Call(typing.NamedTuple):
@@ -224,7 +225,6 @@ class Scheduler:
     max_attempts = 3  # workers a shard may lose
     poll_seconds = 1.0
     stall_seconds = 30.0  # silence before a "waiting for the cluster" line
-    no_host_seconds = 120.0  # how long a run waits, after a worker died, for a node to host one
 
     def __init__(
         self,
@@ -322,7 +322,7 @@ class Scheduler:
 
     def _check_hosts(self):
         """After a worker died: stop (`ResumableError`) once no alive node could host a
-        worker for `no_host_seconds`."""
+        worker for the resources' `worker_wait_seconds`."""
         if not self.pool.deaths:
             return
         options = self.resources.actor_options
@@ -331,10 +331,11 @@ class Scheduler:
             self.no_host_since = None
             return
         self.no_host_since = self.no_host_since or time.monotonic()
-        if time.monotonic() - self.no_host_since >= self.no_host_seconds:
+        waited = time.monotonic() - self.no_host_since
+        if waited >= self.resources.worker_wait_seconds:
             raise ResumableError(
-                f"no node left can host a worker ({gpus:g} GPU, {cpus:g} CPU) after "
-                f"{self.no_host_seconds:.0f} s: the cluster lost them"
+                f"no node left can host a worker ({gpus:g} GPU, {cpus:g} CPU): waited "
+                f"{waited:.0f} s (--worker-wait-seconds) after the cluster lost them"
             )
 
     def _update_window(self):
