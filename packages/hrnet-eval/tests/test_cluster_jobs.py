@@ -85,28 +85,33 @@ def test_s3_folders_and_tfrecords_give_the_reference_counts_on_nodes_without_the
 ):
     """Weights only on the driver's node, each worker node's own program cache, data read
     from S3 by every node: the counts are the reference's for both layouts. The first run
-    fetches the weights and builds on both nodes; the second reads each node's cache. The
+    fetches the weights and builds on both nodes; the second, with four workers on half a
+    GPU each (two per node), reads each node's cache, and both nodes score. The
     fake secret of the store is in no log and no result file (the nodes have it from their
     environment, not from the job)."""
     workers = worker_nodes(ray_nodes)
     logs, indexes = [], []
-    for layout, how in (("folders", "built"), ("tfrecords", "cached")):
+    runs = (("folders", "built", {}), ("tfrecords", "cached", {"gpus_per_worker": 0.5}))
+    for layout, how, options in runs:
         out = tmp_path / layout
         job_id = f"hrnet-eval-nodes-{uuid.uuid4().hex[:8]}"
         cached = set(index_cache.cache_dir().glob("*.json"))
-        run = ray_nodes.head.submit(
-            *args_of(image_set, cluster_data[layout], out, node_cache), submission_id=job_id
-        )
+        args = args_of(image_set, cluster_data[layout], out, node_cache, shard_size=2, **options)
+        run = ray_nodes.head.submit(*args, submission_id=job_id)
         log = ray_nodes.head.client().get_job_logs(job_id)  # what `ray job logs` shows
         indexes.append(len(set(index_cache.cache_dir().glob("*.json")) - cached))
         assert run.returncode == 0, run.stdout + run.stderr
-        assert "2 worker(s) (1 GPU" in log and "cluster: 3 node(s), 2 GPUs" in log
+        sizing = "4 worker(s) (0.5 GPU" if options else "2 worker(s) (1 GPU"
+        assert sizing in log and "cluster: 3 node(s), 2 GPUs" in log
         assert_counts(out, image_set, [ROW])
         assert_predictions(out, image_set, ROW)
-        # one worker per worker node (1 GPU each); the head (no GPU) scored nothing
+        # workers on both worker nodes (two per node, by GPU shares, in the second run);
+        # the head (no GPU) scored nothing
         assert stored_nodes(out) <= set(workers)
+        if options:
+            assert stored_nodes(out) == set(workers)
         ready = re.findall(rf"{ROW}: ready on worker \d in [\d.]+ s \((\w+)(.*)\)", log)
-        assert [h for h, _ in ready] == [how, how], log
+        assert [h for h, _ in ready] == [how] * (4 if options else 2), log
         assert all(("fetch" in steps) == (how == "built") for _, steps in ready), log
         assert re.search(r"[\d.]+ of the [\d.]+ MB of decoded images the workers read", log)
         logs.append(log)
@@ -119,7 +124,9 @@ def test_s3_folders_and_tfrecords_give_the_reference_counts_on_nodes_without_the
     )
     assert indexes == [0, 2]  # the two TFRecord files indexed by the job's own tasks
     assert all("top-1 " in log and "24/24 images (100.0%)" in log for log in logs)
-    assert all(FAKE_SECRET not in log and "\x1b" not in log for log in logs)
+    for log in logs:
+        assert FAKE_SECRET not in log
+        assert "\x1b" not in log, [line for line in log.splitlines() if "\x1b" in line]
 
 
 def submit_and_wait_for_a_shard(head, args, output):

@@ -75,9 +75,12 @@ def prepare(address=None):
     auth settings when it is imported: after that it is too late, and `connect` refuses."""
     # Errors of shards the driver stopped waiting for are not news.
     os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
-    # Ray's prefixes of forwarded worker lines stay plain text in a job's log file.
+    # Ray's prefixes of forwarded worker lines stay plain text in a job's log file; so do
+    # repeated lines: Ray's "[repeated Nx across cluster]" note is always coloured, so
+    # they are not folded into one.
     if not sys.stdout.isatty():
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if cluster_address(address) or _LOCAL_ENV_SET or "ray" in sys.modules:
         return
     os.environ.update(local_cluster_env())
