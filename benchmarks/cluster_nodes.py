@@ -7,7 +7,7 @@ The JPEGs (ImageNet sizes, class folders) are in S3 served by moto on 127.0.0.1;
 and the job get its endpoint and fake keys from their environment. Each run is
 `ray job submit -- python -m hrnet_eval` of one row with seeded random weights:
 
-- 1 node: the head holds one logical GPU (one worker, on the driver's node);
+- 1 node: the head holds one logical GPU and `--node-cpus` (one worker, on the driver's node);
 - 2 nodes: the head (no GPU) and a worker node with one logical GPU;
 - 3 nodes: the head and two worker nodes with one logical GPU each (two workers);
 - 3 nodes, one lost: the same, with worker node 2 killed hard (SIGKILL to its raylet and
@@ -80,7 +80,10 @@ def watch(cluster, job_id, output, model, kill=None, timeout=3600):
 
 def run(label, nodes, head_gpus, kill, args, work, store):
     hidden = [work]
-    cluster = NodeCluster(head_cpus=args.head_cpus, head_gpus=head_gpus, head_env=store.env)
+    # A node that holds a GPU worker needs a CPU for the worker's build task besides the
+    # worker's own (hrnet-eval 01fc82d: on a 1-CPU node the build task never starts).
+    head_cpus = args.node_cpus if head_gpus else args.head_cpus
+    cluster = NodeCluster(head_cpus=head_cpus, head_gpus=head_gpus, head_env=store.env)
     try:
         for _ in range(nodes):
             cluster.add_node(num_cpus=args.node_cpus, num_gpus=1, hidden=hidden, wait=False)
@@ -132,7 +135,9 @@ def main():
     parser.add_argument("--images", type=int, default=128)
     parser.add_argument("--shard-size", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--head-cpus", type=int, default=1, help="Ray CPUs of the head")
+    parser.add_argument(
+        "--head-cpus", type=int, default=1, help="Ray CPUs of the head beside worker nodes"
+    )
     parser.add_argument("--node-cpus", type=int, default=2, help="Ray CPUs of a worker node")
     parser.add_argument(
         "--compile-cache",

@@ -4,7 +4,7 @@ share no disk with the driver: each node runs in a mount namespace of its own
 every worker it starts see none of the files there (the test's data, weights, output).
 
 Each node is `ray start --address HEAD --block` with ports and a `--temp-dir` of its own
-(Ray 2.60 takes `--temp-dir` per node; without it a node uses the head's), logical GPUs
+(Ray 2.60 takes `--temp-dir` per node; without it a node uses the head's path), logical GPUs
 (`--num-gpus`), the head's token through the environment, and extra variables of its own
 (e.g. `AWS_ENDPOINT_URL` and keys). `RayNode.kill` is a lost machine (SIGKILL to every
 process the node started); `stop` a clean one. Never `ray stop`.
@@ -96,6 +96,8 @@ class RayNode(RayProcesses):
         self.object_store_memory = object_store_memory
         self.hidden = [os.path.abspath(p) for p in hidden]
         self.ports = dict(zip(NODE_PORT_OPTIONS, free_ports(len(NODE_PORT_OPTIONS))))
+        if self.hidden and os.geteuid() != 0:
+            raise RuntimeError("hiding folders from a node needs root (`unshare --mount`)")
         needed = [self.temp_dir, *self.env.get("PYTHONPATH", "").split(os.pathsep)]
         for folder in self.hidden:
             if not os.path.isdir(folder):
@@ -126,7 +128,10 @@ class RayNode(RayProcesses):
         ]
         for option, port in self.ports.items():
             args += [option, str(port)]
-        script = hide_and_exec(self.hidden, [sys.executable, "-c", JOIN, *args])
+        command = [sys.executable, "-c", JOIN, *args]
+        if not self.hidden:
+            return command
+        script = hide_and_exec(self.hidden, command)
         return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
 
     def start(self):
