@@ -115,8 +115,10 @@ def run(label, nodes, head_gpus, kill, args, work, store):
         row["images_per_second"] = round(timing["images_per_second"], 2)
         row.update({k: v for k, v in timing.items() if "bytes" in k})
     else:
-        errors = [ln for _, ln in lines if re.search(r"error|Error|not readable|died", ln)]
-        row["stopped_with"] = (errors or [ln for _, ln in lines] or ["(no log)"])[-1].strip()
+        said = [ln.strip() for _, ln in lines]
+        errors = [ln for ln in said if ln.startswith("error:")]  # the evaluator's own line
+        errors = errors or [ln for ln in said if re.search(r"[Ee]rror|not readable", ln)]
+        row["stopped_with"] = (errors or said or ["(no log)"])[-1]
     moved = [ln.strip() for _, ln in lines if "bytes" in ln.lower()]
     if moved:
         row["bytes_lines"] = moved[-3:]
