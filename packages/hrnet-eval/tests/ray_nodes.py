@@ -11,10 +11,11 @@ process the node started); `stop` a clean one. Never `ray stop`.
 
 Facts (Ray 2.60.0, this 2-core AMD EPYC machine, busy with other test runs; 2026-12-07):
 
-- Start: the head answers its job API 4-9 s after `ray start --head`; a worker node is
-  ALIVE in the head's state API 5-14 s after its `ray start` (two started together: 7 s at
-  load 4, 14 s at load 9). `NodeCluster` starts the nodes once the head's GCS port answers,
-  while its dashboard is still starting.
+- Start: the head answers its job API 4-9 s after `ray start --head`; worker nodes are
+  ALIVE in the head's state API 7-23 s after the head's GCS answers (two started together;
+  7 s at load 4, 10-23 s at load 7-11). `NodeCluster` starts the nodes once the head's GCS
+  port answers, while its dashboard is still starting. conftest's `node_cluster` (moto, the
+  head, two nodes) is up in 12 s at load 3, 20-34 s at load 8-11.
 - A node killed hard (SIGKILL to its raylet and every process it started; `kill` returns
   when all are reaped, 1.3-1.7 s) is marked DEAD by the GCS health check of its raylet:
   with Ray's defaults (`health_check_period_ms` 3000, `health_check_failure_threshold` 5)
