@@ -4,17 +4,18 @@ share no disk with the driver: each node runs in a mount namespace of its own
 every worker it starts see none of the files there (the test's data, weights, output).
 
 Each node is `ray start --address HEAD --block` with ports and a `--temp-dir` of its own
-(Ray 2.60 takes `--temp-dir` per node; without it a node uses the head's), logical GPUs
+(Ray 2.60 takes `--temp-dir` per node; without it a node uses the head's path), logical GPUs
 (`--num-gpus`), the head's token through the environment, and extra variables of its own
 (e.g. `AWS_ENDPOINT_URL` and keys). `RayNode.kill` is a lost machine (SIGKILL to every
 process the node started); `stop` a clean one. Never `ray stop`.
 
 Facts (Ray 2.60.0, this 2-core AMD EPYC machine, busy with other test runs; 2026-12-07):
 
-- Start: the head answers its job API 4-9 s after `ray start --head`; a worker node is
-  ALIVE in the head's state API 5-14 s after its `ray start` (two started together: 7 s at
-  load 4, 14 s at load 9). `NodeCluster` starts the nodes once the head's GCS port answers,
-  while its dashboard is still starting.
+- Start: the head answers its job API 4-9 s after `ray start --head`; worker nodes are
+  ALIVE in the head's state API 7-23 s after the head's GCS answers (two started together;
+  7 s at load 4, 10-23 s at load 7-11). `NodeCluster` starts the nodes once the head's GCS
+  port answers, while its dashboard is still starting. conftest's `node_cluster` (moto, the
+  head, two nodes) is up in 12 s at load 3, 20-34 s at load 8-11.
 - A node killed hard (SIGKILL to its raylet and every process it started; `kill` returns
   when all are reaped, 1.3-1.7 s) is marked DEAD by the GCS health check of its raylet:
   with Ray's defaults (`health_check_period_ms` 3000, `health_check_failure_threshold` 5)
@@ -96,6 +97,8 @@ class RayNode(RayProcesses):
         self.object_store_memory = object_store_memory
         self.hidden = [os.path.abspath(p) for p in hidden]
         self.ports = dict(zip(NODE_PORT_OPTIONS, free_ports(len(NODE_PORT_OPTIONS))))
+        if self.hidden and os.geteuid() != 0:
+            raise RuntimeError("hiding folders from a node needs root (`unshare --mount`)")
         needed = [self.temp_dir, *self.env.get("PYTHONPATH", "").split(os.pathsep)]
         for folder in self.hidden:
             if not os.path.isdir(folder):
@@ -126,7 +129,10 @@ class RayNode(RayProcesses):
         ]
         for option, port in self.ports.items():
             args += [option, str(port)]
-        script = hide_and_exec(self.hidden, [sys.executable, "-c", JOIN, *args])
+        command = [sys.executable, "-c", JOIN, *args]
+        if not self.hidden:
+            return command
+        script = hide_and_exec(self.hidden, command)
         return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
 
     def start(self):

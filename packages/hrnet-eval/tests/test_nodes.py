@@ -41,11 +41,13 @@ def look(paths):
     }
 
 
-seen = {}
-for name, node_id in node_ids.items():
-    strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
-    seen[name] = ray.get(look.options(scheduling_strategy=strategy).remote(paths))
-print(json.dumps(seen), flush=True)
+refs = {
+    name: look.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
+    ).remote(paths)
+    for name, node_id in node_ids.items()
+}
+print(json.dumps(dict(zip(refs, ray.get(list(refs.values()))))), flush=True)
 killed = sys.stdin.readline().strip()
 deadline = time.monotonic() + 30
 while time.monotonic() < deadline:
