@@ -108,3 +108,12 @@ def test_the_local_clusters_environment_is_set_before_rays_import():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.stdout.strip() == "token 64 True", run.stderr
+
+
+def test_build_tasks_fit_beside_the_workers_of_their_node():
+    """A worker's build task runs on the worker's node: it asks for at most the CPUs the
+    workers leave there, or a 1-CPU node whose worker holds half of it never builds."""
+    assert size_workers(None, None, None, nodes=[(1, 1)], units=9).builder_cpus == 0.5
+    assert size_workers(None, None, None, nodes=[(4, 2)], units=9).builder_cpus == 1.0
+    assert size_workers(None, None, None, nodes=[(1, 0)], units=9).builder_cpus == 0.5
+    assert size_workers(None, 0.5, None, nodes=[(1, 2), (8, 4)], units=9).builder_cpus == 0.5

@@ -173,6 +173,9 @@ class Sizing:
     cpus_per_worker: float  # Ray resource of each worker
     threads: int  # compute threads of a CPU worker (torch, TensorFlow)
     decode_cpus: float  # CPUs of the cluster left to the decode tasks
+    # a worker's build task, on the worker's node: at most what the workers leave free there
+    # (a 1-CPU node whose worker holds half of it builds on the other half)
+    builder_cpus: float = 1.0
 
     @property
     def decode_task_cpus(self):
@@ -274,13 +277,17 @@ def size_workers(workers, gpus_per_worker, cpus_per_worker, *, nodes, units, mem
             f"{workers} workers of {cpus_per_worker:g} CPUs leave none of the cluster's "
             f"{all_cpus:g} CPUs to decode images: lower --cpus-per-worker or --workers."
         )
+    spare = min(c - min(n, int(c / cpus_per_worker + 1e-9)) * cpus_per_worker for c, n in slots)
+    builder_cpus = round(max(0.0, min(1.0, spare)), 4)
     if gpus_per_worker > 0:
         threads = 1
     elif explicit:  # as many threads as the CPUs asked for
         threads = max(1, int(cpus_per_worker))
     else:  # the node's cores, shared by its workers (decoding is a small part of the work)
         threads = max(1, int(cpus / wanted))
-    return Sizing(workers, float(gpus_per_worker), float(cpus_per_worker), threads, decode_cpus)
+    return Sizing(
+        workers, float(gpus_per_worker), float(cpus_per_worker), threads, decode_cpus, builder_cpus
+    )
 
 
 def worker_env(backend, gpus_per_worker, compile_cache=None, threads=None):

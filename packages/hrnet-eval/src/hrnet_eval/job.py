@@ -269,6 +269,7 @@ class Job:
                 env=cluster.worker_env(config.backend, gpus, config.compile_cache, sizing.threads),
                 # the build tasks too: in an idle worker, which leaves after its one build
                 builder_env=cluster.builder_env(),
+                builder_cpus=sizing.builder_cpus,
                 files_node=cluster.this_node(),  # the weights files are on its disk
             ),
             # no runtime_env: decoding imports no framework, so it runs in Ray's idle workers
