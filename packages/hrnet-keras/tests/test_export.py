@@ -346,6 +346,21 @@ def test_onnx_exports_from_torch():
     check_backend("onnx")
 
 
+def test_onnx_from_torch_without_onnxscript_names_the_install(monkeypatch, tmp_path):
+    import importlib.util
+
+    from hrnet_keras import torch_onnx
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "onnxscript" else find_spec(name)
+    )
+    spec = keras.InputSpec(shape=(None, SMALL, SMALL, 3), name="images")
+    with pytest.raises(ImportError, match=f"pip install '{torch_onnx.ONNXSCRIPT}'"):
+        torch_onnx.export_onnx(None, tmp_path / "m.onnx", spec)
+    assert not list(tmp_path.iterdir())
+
+
 def test_cli_errors_are_one_line(tmp_path):
     argv = ["-m", "hrnet_keras.export", "hrnet-w18", "--format", "onnx", "--weights", "none"]
     proc = _run(argv + ["--out", str(tmp_path)], "jax", check=False)
