@@ -4,7 +4,7 @@ Every runtime runs in a child process of its own (KERAS_BACKEND is read once per
 runtimes load their own copies of oneDNN/TBB); one child per backend exports every format that
 backend exports, through the CLI's `main`. The Keras logits come from this process (the torch
 backend in CI). ONNX from the torch backend is exported once, with `--uint8-input` at 64 px
-(torch's exporter takes ~1 min whatever the size; the uint8 front is one Normalization layer).
+(torch's exporter takes ~1 min of the file's time; the uint8 front is one Normalization layer).
 
 The row is W18-small: the export path is the same for every row, and W18-small has every layer
 kind of W18 (bottleneck stem, basic blocks, fuse layers up and down, the classification head)
@@ -247,7 +247,8 @@ def test_onnx_from_torch_takes_uint8(model_files, small_photos, tmp_path):
     out = tmp_path / "export"
     argv = [ROW, "--format", "onnx", "--uint8-input", "--image-size", str(SMALL)]
     _outputs(EXPORT_ARGV, "torch", argv=json.dumps(argv + ["--weights", str(weights)]), out=out)
-    path = artifact_path(out, ROW, "onnx")
+    path = artifact_path(out, ROW, "onnx", uint8_input=True)
+    assert path.name == f"{ROW}-uint8.onnx"
     import onnx
 
     (source,) = onnx.load(path, load_external_data=False).graph.input

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-# format: (Keras' name for it, file suffix, backends Keras exports it from)
+# format: (Keras' name for it, file suffix, backends it exports from)
 FORMATS = {
     "saved_model": ("tf_saved_model", "_saved_model", ("tensorflow",)),
     "onnx": ("onnx", ".onnx", ("tensorflow", "torch", "jax")),
@@ -84,9 +84,9 @@ def check_out(out):
             return
 
 
-def artifact_path(out, name, format, fold_batchnorm=False):
+def artifact_path(out, name, format, fold_batchnorm=False, uint8_input=False):
     """Where `export_model` writes row `name` in `format` under the folder `out`."""
-    stem = name + ("-folded" if fold_batchnorm else "")
+    stem = name + ("-folded" if fold_batchnorm else "") + ("-uint8" if uint8_input else "")
     return Path(out) / (stem + FORMATS[format][1])
 
 
@@ -126,7 +126,7 @@ def export_model(
         model = fold(model)
     if uint8_input:
         model = from_uint8(model, pipeline.mean, pipeline.std)
-    path = artifact_path(out, name, format, fold_batchnorm)
+    path = artifact_path(out, name, format, fold_batchnorm, uint8_input)
     path.parent.mkdir(parents=True, exist_ok=True)
     keras_format = FORMATS[format][0]
     if keras_format is None:  # a plain functional model: loads without hrnet_keras
@@ -200,9 +200,9 @@ def load_exported(path, *, threads=None, precision="f32"):
     chosen by the path: a SavedModel folder (TensorFlow), `.onnx` (onnxruntime), `.xml`
     (OpenVINO, `precision` its inference precision hint: "f32", or "bf16" / None for the
     CPU's default, which is bf16 on CPUs with AMX), `.tflite` (ai-edge-litert), `.keras`
-    (Keras). The images
-    go in as float32, or as uint8 (never cast to it) where the artifact takes uint8.
-    `threads`: the runtime's intra-op threads (default: its own choice)."""
+    (Keras). The images go in as float32, or as given where the artifact takes uint8 (a
+    ValueError unless they are uint8). `threads`: the runtime's intra-op threads (default:
+    its own choice)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no exported model at {path}")
