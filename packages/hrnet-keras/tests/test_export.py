@@ -239,8 +239,35 @@ print(json.dumps({"dtype": str(x.dtype), "refused": refused}))
 """
 
 
+@pytest.fixture(scope="module")
+def small_logits(model_files, small_photos):
+    """Keras' logits on `small_photos` normalised with the row's mean and std."""
+    model = create_model(
+        ROW, weights=model_files[0], input_shape=(SMALL, SMALL, 3), classifier_activation=None
+    )
+    x = preprocess_input(np.load(small_photos), model=ROW)
+    return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+def test_keras_file_takes_uint8(model_files, small_photos, small_logits, tmp_path):
+    """`--format keras --uint8-input`: a plain functional model with a uint8 input and a
+    Normalization in front, equal to Keras fed the normalised image (this process's backend)."""
+    from hrnet_keras.export import export_model, load_exported
+
+    path = export_model(
+        ROW, "keras", tmp_path, weights=model_files[0], image_size=SMALL, uint8_input=True
+    )
+    assert path.name == f"{ROW}-uint8.keras"
+    run = load_exported(path)
+    got = run(np.load(small_photos))
+    with pytest.raises(ValueError, match="takes uint8 0-255 RGB images"):
+        run(np.load(small_photos).astype("float32"))
+    print(f"{ROW} .keras, uint8 input: max |diff| {_diff(got, small_logits):.2e}")
+    assert _diff(got, small_logits) <= TOLERANCE
+
+
 @pytest.mark.slow
-def test_onnx_from_torch_takes_uint8(model_files, small_photos, tmp_path):
+def test_onnx_from_torch_takes_uint8(model_files, small_photos, small_logits, tmp_path):
     """ONNX exported on the torch backend with `--uint8-input`, fed uint8, equals Keras fed
     the image normalised with the row's mean and std."""
     weights, _ = model_files
@@ -255,12 +282,7 @@ def test_onnx_from_torch_takes_uint8(model_files, small_photos, tmp_path):
     assert source.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     result = _outputs(RUN_UINT8, "torch", path=path, photos=small_photos, out=tmp_path / "g.npy")
     assert result["refused"].startswith(f"{path} takes uint8 0-255 RGB images")
-    model = create_model(
-        ROW, weights=weights, input_shape=(SMALL, SMALL, 3), classifier_activation=None
-    )
-    x = preprocess_input(np.load(small_photos), model=ROW)
-    want = keras.ops.convert_to_numpy(model(x, training=False))
-    got, want = np.load(tmp_path / "g.npy"), np.concatenate([want[:1], want])
+    got, want = np.load(tmp_path / "g.npy"), np.concatenate([small_logits[:1], small_logits])
     diff, relative = _diff(got, want), _relative_diff(got, want)
     print(f"{ROW} onnx from torch, uint8 input: max |diff| {diff:.2e} ({relative:.2e} relative)")
     assert diff <= TOLERANCE

@@ -130,7 +130,7 @@ def export_model(
     path.parent.mkdir(parents=True, exist_ok=True)
     keras_format = FORMATS[format][0]
     if keras_format is None:  # a plain functional model: loads without hrnet_keras
-        plain = keras.Model(model.inputs, model.outputs, name=model.name)
+        plain = keras.Model(model.input, model.output, name=model.name)
         _zeros_initializers(plain)
         plain.save(str(path))
         return path
@@ -191,7 +191,7 @@ def from_uint8(model, mean, std):
     images = keras.Input(model.input.shape[1:], dtype="uint8", name="images")
     variance = [s * s for s in std]
     x = keras.layers.Normalization(mean=mean, variance=variance, name="normalize")(images)
-    inner = keras.Model(model.inputs, model.outputs, name=model.name)
+    inner = keras.Model(model.input, model.output, name=model.name)
     return keras.Model(images, inner(x), name=model.name)
 
 
