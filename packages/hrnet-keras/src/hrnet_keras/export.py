@@ -3,12 +3,17 @@
     python -m hrnet_keras.export hrnet-w18 --format onnx --weights W --out DIR
     python -m hrnet_keras.export hrnet-w18 --format keras --fold-batchnorm --out DIR
 
-Formats: `saved_model` (TF Serving), `onnx` (ONNX Runtime) and `litert` (LiteRT,
-formerly TFLite) export from the TensorFlow backend; `openvino` (OpenVINO IR)
-from any backend Keras exports it from; `keras` (a `.keras` file) from any.
-The artifact takes NHWC float32 images, normalised as `preprocess_input` does,
-any batch size (the ONNX, SavedModel, OpenVINO and LiteRT signatures leave the
-batch dynamic), and returns logits (`--softmax`: probabilities).
+Formats: `saved_model` (TF Serving) and `litert` (LiteRT, formerly TFLite) export
+from the TensorFlow backend; `onnx` (ONNX Runtime) from TensorFlow (tf2onnx) or torch
+(torch's exporter, needs onnxscript), from JAX only where jax2onnx is installed;
+`openvino` (OpenVINO IR) and `keras` (a `.keras` file) from any backend.
+The artifact takes NHWC float32 images, normalised as `preprocess_input` does
+(`--uint8-input`: NHWC uint8 0-255 RGB, normalised inside with the row's mean and
+std), any batch size (the ONNX, SavedModel, OpenVINO and LiteRT signatures leave
+the batch dynamic), and returns logits (`--softmax`: probabilities). OpenVINO runs
+an IR in bf16 by default on CPUs with AMX or AVX512-BF16, and no IR setting makes a
+plain `compile_model(path, "CPU")` run it in float32: the export prints, and writes
+beside the IR (`NAME.openvino.txt`), the line that loads it in float32.
 `--fold-batchnorm` folds every BatchNorm into its conv first; a folded `.keras`
 has `keras.layers.Identity` where the BatchNorms stood and loads with plain
 `keras.models.load_model`, without hrnet_keras.
@@ -23,15 +28,21 @@ from pathlib import Path
 
 import numpy as np
 
-# format: (Keras' name for it, file suffix, backends Keras exports it from)
+# format: (Keras' name for it, file suffix, backends it exports from)
 FORMATS = {
     "saved_model": ("tf_saved_model", "_saved_model", ("tensorflow",)),
-    "onnx": ("onnx", ".onnx", ("tensorflow",)),
+    "onnx": ("onnx", ".onnx", ("tensorflow", "torch", "jax")),
     "openvino": ("openvino", ".xml", ("tensorflow", "jax", "torch", "openvino")),
     "litert": ("litert", ".tflite", ("tensorflow",)),
     "keras": (None, ".keras", ("tensorflow", "jax", "torch", "openvino")),
 }
 IMAGE_SIZE = 224
+# why --format onnx stops on JAX when jax2onnx (Keras' route there) is not installed
+JAX2ONNX_MISSING = (
+    "--format onnx on the jax backend needs jax2onnx, which is not installed here and "
+    "brings Flax, Equinox, Optax and Orbax with it: run with KERAS_BACKEND=torch or "
+    "KERAS_BACKEND=tensorflow"
+)
 
 
 class ExportError(ValueError):
@@ -54,6 +65,11 @@ def check_backend(format):
             f"--format {format} exports from the {' or '.join(backends)} backend, not "
             f"{_backend()}: run with KERAS_BACKEND={backends[0]}"
         )
+    if format == "onnx" and _backend() == "jax":
+        import importlib.util
+
+        if importlib.util.find_spec("jax2onnx") is None:
+            raise ExportError(JAX2ONNX_MISSING)
 
 
 def check_out(out):
@@ -68,9 +84,9 @@ def check_out(out):
             return
 
 
-def artifact_path(out, name, format, fold_batchnorm=False):
+def artifact_path(out, name, format, fold_batchnorm=False, uint8_input=False):
     """Where `export_model` writes row `name` in `format` under the folder `out`."""
-    stem = name + ("-folded" if fold_batchnorm else "")
+    stem = name + ("-folded" if fold_batchnorm else "") + ("-uint8" if uint8_input else "")
     return Path(out) / (stem + FORMATS[format][1])
 
 
@@ -83,16 +99,21 @@ def export_model(
     fold_batchnorm=False,
     softmax=False,
     image_size=IMAGE_SIZE,
+    uint8_input=False,
     verbose=False,
 ):
     """Build row `name` with `weights` (see `create_model`), export it in `format` under the
-    folder `out`, and return the artifact's path (a folder for `saved_model`)."""
+    folder `out`, and return the artifact's path (a folder for `saved_model`).
+
+    `uint8_input`: the artifact takes uint8 0-255 RGB and normalises it with the row's mean
+    and std. OpenVINO: `openvino_note(path)` beside the IR says how to load it in f32."""
     check_backend(format)
     check_out(out)
     import keras
 
     from hrnet_keras import create_model
     from hrnet_keras.inference import fold_batchnorm as fold
+    from hrnet_keras.pretrained import pipeline_of
 
     model = create_model(
         name,
@@ -100,19 +121,78 @@ def export_model(
         input_shape=(image_size, image_size, 3),
         classifier_activation="softmax" if softmax else None,
     )
+    pipeline = pipeline_of(model)
     if fold_batchnorm:
         model = fold(model)
-    path = artifact_path(out, name, format, fold_batchnorm)
+    if uint8_input:
+        model = from_uint8(model, pipeline.mean, pipeline.std)
+    path = artifact_path(out, name, format, fold_batchnorm, uint8_input)
     path.parent.mkdir(parents=True, exist_ok=True)
     keras_format = FORMATS[format][0]
     if keras_format is None:  # a plain functional model: loads without hrnet_keras
-        keras.Model(model.inputs, model.outputs, name=model.name).save(str(path))
+        plain = keras.Model(model.input, model.output, name=model.name)
+        _zeros_initializers(plain)
+        plain.save(str(path))
         return path
-    signature = [
-        keras.InputSpec(shape=(None, image_size, image_size, 3), dtype="float32", name="images")
-    ]
-    model.export(str(path), format=keras_format, input_signature=signature, verbose=verbose)
+    dtype = "uint8" if uint8_input else "float32"
+    spec = keras.InputSpec(shape=(None, image_size, image_size, 3), dtype=dtype, name="images")
+    if format == "onnx" and _backend() == "torch":
+        from hrnet_keras.torch_onnx import export_onnx
+
+        export_onnx(model, path, spec, verbose=verbose)
+        return path
+    model.export(str(path), format=keras_format, input_signature=[spec], verbose=verbose)
+    if format == "openvino":
+        openvino_note(path).write_text(OPENVINO_NOTE.format(xml=path.name))
     return path
+
+
+# Beside an exported IR. OpenVINO 2026.4 reads no inference precision from an IR: the CPU
+# plugin takes only KV-cache and quantisation settings from its `runtime_options`, and per-node
+# `disable_fp16_compression` marks are dropped on the nodes its own passes create (decomposed
+# BatchNorms, the FullyConnected head), which then run bf16.
+OPENVINO_F32 = 'ov.Core().compile_model("{xml}", "CPU", {{"INFERENCE_PRECISION_HINT": "f32"}})'
+OPENVINO_NOTE = f"""\
+OpenVINO runs {{xml}} in bf16 on CPUs with AMX or AVX512-BF16 unless told otherwise: a plain
+compile_model(path, "CPU") there gives reduced-precision logits. Load it in float32:
+
+    {OPENVINO_F32}
+
+(`import openvino as ov`), or with hrnet_keras.export.load_exported(path), which does the same.
+"""
+
+
+def openvino_note(xml_path):
+    """The text file `export_model` writes beside an OpenVINO IR: how to load it in f32."""
+    xml_path = Path(xml_path)
+    return xml_path.with_name(xml_path.stem + ".openvino.txt")
+
+
+def _zeros_initializers(model):
+    """Save `model`'s random initializers as `Zeros`: `load_model` runs the initializers of
+    the saved config before it reads the weights, and on JAX each random one compiles once
+    per weight shape (folded W18-small: 28 s a load, 3.9 s with Zeros; benchmarks/)."""
+    import keras
+
+    keep = (keras.initializers.Zeros, keras.initializers.Ones, keras.initializers.Constant)
+    layers = list(model.layers)
+    for layer in layers:
+        layers.extend(getattr(layer, "layers", []))  # a nested model's own
+        for name, value in list(vars(layer).items()):
+            if isinstance(value, keras.initializers.Initializer) and not isinstance(value, keep):
+                setattr(layer, name, keras.initializers.Zeros())
+
+
+def from_uint8(model, mean, std):
+    """`model` behind a `keras.layers.Normalization` with `mean` and `std` (0-255 RGB, per
+    channel): a plain functional model taking NHWC uint8 0-255 RGB images."""
+    import keras
+
+    images = keras.Input(model.input.shape[1:], dtype="uint8", name="images")
+    variance = [s * s for s in std]
+    x = keras.layers.Normalization(mean=mean, variance=variance, name="normalize")(images)
+    inner = keras.Model(model.input, model.output, name=model.name)
+    return keras.Model(images, inner(x), name=model.name)
 
 
 def load_exported(path, *, threads=None, precision="f32"):
@@ -120,7 +200,9 @@ def load_exported(path, *, threads=None, precision="f32"):
     chosen by the path: a SavedModel folder (TensorFlow), `.onnx` (onnxruntime), `.xml`
     (OpenVINO, `precision` its inference precision hint: "f32", or "bf16" / None for the
     CPU's default, which is bf16 on CPUs with AMX), `.tflite` (ai-edge-litert), `.keras`
-    (Keras). `threads`: the runtime's intra-op threads (default: its own choice)."""
+    (Keras). The images go in as float32, or as given where the artifact takes uint8 (a
+    ValueError unless they are uint8). `threads`: the runtime's intra-op threads (default:
+    its own choice)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no exported model at {path}")
@@ -130,7 +212,8 @@ def load_exported(path, *, threads=None, precision="f32"):
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
         loaded = tf.saved_model.load(str(path))  # keep it: its functions hold its variables
-        return lambda x: loaded.serve(tf.constant(x, tf.float32)).numpy()
+        (spec,) = loaded.signatures["serving_default"].structured_input_signature[1].values()
+        return lambda x: loaded.serve(tf.constant(_images(x, spec.dtype.name, path))).numpy()
     if path.suffix == ".onnx":
         import onnxruntime as ort
 
@@ -138,8 +221,9 @@ def load_exported(path, *, threads=None, precision="f32"):
         if threads:
             options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        return lambda x: session.run(None, {name: np.asarray(x, np.float32)})[0]
+        source = session.get_inputs()[0]
+        dtype = "uint8" if source.type == "tensor(uint8)" else "float32"
+        return lambda x: session.run(None, {source.name: _images(x, dtype, path)})[0]
     if path.suffix == ".xml":
         import openvino as ov
 
@@ -149,17 +233,31 @@ def load_exported(path, *, threads=None, precision="f32"):
         if precision:
             config["INFERENCE_PRECISION_HINT"] = precision
         compiled = ov.Core().compile_model(str(path), "CPU", config)
-        return lambda x: compiled(np.asarray(x, np.float32))[0]
+        dtype = compiled.input(0).get_element_type().to_dtype().name
+        return lambda x: compiled(_images(x, dtype, path))[0]
     if path.suffix == ".tflite":
         return _litert_runner(path, threads)
     if path.suffix == ".keras":
         import keras
 
         model = keras.models.load_model(str(path), compile=False)
-        return lambda x: keras.ops.convert_to_numpy(model(x, training=False))
+        dtype = model.inputs[0].dtype
+        return lambda x: keras.ops.convert_to_numpy(model(_images(x, dtype, path), training=False))
     raise ValueError(
         f"{path}: not an exported model (a SavedModel folder, .onnx, .xml, .tflite or .keras)"
     )
+
+
+def _images(x, dtype, path):
+    """`x` as float32, or as given where the artifact at `path` takes uint8 (`dtype`)."""
+    x = np.asarray(x)
+    if dtype != "uint8":
+        return x.astype(np.float32, copy=False)
+    if x.dtype != np.uint8:
+        raise ValueError(
+            f"{path} takes uint8 0-255 RGB images (exported with --uint8-input), not {x.dtype}"
+        )
+    return x
 
 
 def _litert_runner(path, threads):
@@ -171,7 +269,7 @@ def _litert_runner(path, threads):
     shape = [None]
 
     def run(x):
-        x = np.asarray(x, np.float32)
+        x = _images(x, np.dtype(source["dtype"]).name, path)
         if shape[0] != x.shape:  # the batch is dynamic: size the tensors for this one
             interpreter.resize_tensor_input(source["index"], x.shape)
             interpreter.allocate_tensors()
@@ -205,6 +303,11 @@ def main(argv=None):
     )
     parser.add_argument("--softmax", action="store_true", help="output probabilities, not logits")
     parser.add_argument("--image-size", type=int, default=IMAGE_SIZE, help="default: 224")
+    parser.add_argument(
+        "--uint8-input",
+        action="store_true",
+        help="take NHWC uint8 0-255 RGB images, normalised inside with the row's mean and std",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     args = parser.parse_args(argv)
     if args.image_size % 32:
@@ -220,12 +323,17 @@ def main(argv=None):
             fold_batchnorm=args.fold_batchnorm,
             softmax=args.softmax,
             image_size=args.image_size,
+            uint8_input=args.uint8_input,
         )
     except (ExportError, ValueError, FileNotFoundError, ImportError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"python -m hrnet_keras.export: error: {message}", file=sys.stderr)
         return 2
     print(f"wrote {path} ({args.format}, Keras backend {_backend()})")
+    if args.format == "openvino":
+        print(
+            f"load it in float32 (not OpenVINO's bf16 CPU default): {OPENVINO_F32.format(xml=path)}"
+        )
     return 0
 
 
