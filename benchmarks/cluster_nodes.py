@@ -9,7 +9,9 @@ and the job get its endpoint and fake keys from their environment. Each run is
 
 - 1 node: the head holds one logical GPU and `--node-cpus` (one worker, on the driver's node);
 - 2 nodes: the head (no GPU) and a worker node with one logical GPU;
-- 3 nodes: the head and two worker nodes with one logical GPU each (two workers);
+- 3 nodes: the head and two worker nodes with one logical GPU each (two workers), decode
+  tasks on the node of the worker that scores their shard (the default), then anywhere
+  (`--decode-placement anywhere`), for the bytes that cross nodes;
 - 3 nodes, one killed: the same, with worker node 2 killed hard (SIGKILL to its raylet and
   every process it started) once the job's first shard is stored.
 
@@ -43,11 +45,13 @@ from moto_s3 import MotoS3  # noqa: E402
 from ray_nodes import NodeCluster  # noqa: E402
 
 BUCKET = "bench"
-RUNS = (  # label, worker nodes, head GPUs, node to kill once the first shard is stored
-    ("1 node", 0, 1, None),
-    ("2 nodes", 1, 0, None),
-    ("3 nodes", 2, 0, None),
-    ("3 nodes, one killed", 2, 0, "worker-2"),
+RUNS = (  # label, worker nodes, head GPUs, node to kill once the first shard is stored,
+    # where decode tasks run (--decode-placement)
+    ("1 node", 0, 1, None, "worker-node"),
+    ("2 nodes", 1, 0, None, "worker-node"),
+    ("3 nodes", 2, 0, None, "worker-node"),
+    ("3 nodes, decode anywhere", 2, 0, None, "anywhere"),
+    ("3 nodes, one killed", 2, 0, "worker-2", "worker-node"),
 )
 
 
@@ -79,7 +83,7 @@ def watch(cluster, job_id, output, model, kill=None, timeout=3600):
         time.sleep(0.2)
 
 
-def run(label, nodes, head_gpus, kill, args, work, store):
+def run(label, nodes, head_gpus, kill, placement, args, work, store):
     hidden = [] if args.shared_disk else [work]
     # A node that holds a GPU worker needs a CPU for the worker's build task besides the
     # worker's own (hrnet-eval 01fc82d: on a 1-CPU node the build task never starts).
@@ -98,7 +102,7 @@ def run(label, nodes, head_gpus, kill, args, work, store):
         argv += ["--gpus-per-worker", 1, "--batch-size", args.batch_size]
         cache = args.compile_cache or work / "jax-cache"  # in `work`: each node's own
         argv += ["--shard-size", args.shard_size, "--compile-cache", cache]
-        argv += ["--progress-seconds", 5]
+        argv += ["--progress-seconds", 5, "--decode-placement", placement]
         job_id = f"cluster-nodes-{uuid.uuid4().hex[:8]}"
         submitted = cluster.head.submit(*argv, no_wait=True, submission_id=job_id)
         if submitted.returncode:
@@ -172,8 +176,8 @@ def main():
             data = common.write_jpegs(work / "val", args.images)
             store.upload_tree(data, BUCKET, "val")
             common.write_random_weights(args.model, work / "weights")
-            for label, nodes, head_gpus, kill in RUNS:
-                row = run(label, nodes, head_gpus, kill, args, work, store)
+            for label, nodes, head_gpus, kill, placement in RUNS:
+                row = run(label, nodes, head_gpus, kill, placement, args, work, store)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     finally:

@@ -122,3 +122,19 @@ def test_a_worker_takes_the_shards_decoded_on_its_node_first():
     w.stop(B, "broken")
     assert w.next_here([A, B], lambda key: key in here) == (Shard(12, 16), [A])
     assert w.next_here([A], lambda key: False) is None
+
+
+def test_shards_are_placed_where_ready_workers_have_the_least_waiting():
+    from types import SimpleNamespace
+
+    from hrnet_eval.scheduler import Pool
+
+    pool = Pool(None, SimpleNamespace(workers=3), {}, work(), [], None, print)
+    assert pool.place({}) is None  # no worker said where it runs yet
+    for slot, node in zip(pool.slots, ("a", "a", "b")):
+        slot.node = (node, "127.0.0.1")
+    assert {pool.place({}) for _ in range(4)} == {"a", "b"}  # in turn on a tie
+    assert pool.place({"a": 1, "b": 1}) == "a"  # per worker: a has two workers
+    assert pool.place({"a": 4, "b": 1}) == "b"
+    pool.slots[2].loaded.add(A)  # only b's worker has a row ready: b, whatever waits there
+    assert pool.place({"b": 5}) == "b"

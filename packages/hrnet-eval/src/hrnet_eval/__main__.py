@@ -172,7 +172,7 @@ def build_parser():
         "--decode-placement",
         choices=PLACEMENTS,
         help="where a shard's decode tasks run: on the node of the workers that will score "
-        "it, where it has a free CPU (worker-node), or wherever Ray puts them (anywhere) "
+        "it, waiting for its CPUs (worker-node), or wherever Ray puts them (anywhere) "
         "(default: worker-node)",
     )
     run.add_argument(

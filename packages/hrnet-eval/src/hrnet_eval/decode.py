@@ -57,14 +57,15 @@ def decode(items, skip_corrupt=False, decoding=TABLE):
 def decode_tasks(task, options, items, skip_corrupt=False):
     """`f(shard, node=None) -> [ObjectRef]`: `task` (`decode` as a Ray remote function) with
     Ray `options`, submitted once per chunk of a `hrnet_eval.plan.Shard` of `items`, with the
-    shard's decoding; on `node` (a Ray node id) where it has a free CPU, else anywhere."""
+    shard's decoding; on `node` (a Ray node id) while it is alive (soft affinity: the tasks
+    wait there for a free CPU), else anywhere."""
 
     def submit(shard, node=None):
         placed = task.options(**options)
         if node is not None:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-            place = NodeAffinitySchedulingStrategy(node, soft=True, _spill_on_unavailable=True)
+            place = NodeAffinitySchedulingStrategy(node, soft=True)
             placed = task.options(**options, scheduling_strategy=place)
         return [
             placed.remote(items[s:e], skip_corrupt, shard.decoding)

@@ -21,6 +21,7 @@ rows go on.
 which shards are held `hrnet_eval.window`.
 """
 
+import collections
 import dataclasses
 import time
 import typing
@@ -201,14 +202,19 @@ class Pool:
             flush=True,
         )
 
-    def place(self):
-        """The node whose workers should score the next shard opened: the workers' nodes in
-        turn, one turn per worker (None until a worker said where it runs)."""
-        nodes = [slot.node[0] for slot in self.slots if slot.node]
+    def place(self, backlog):
+        """The node whose workers should score the next shard opened: of the nodes of the
+        workers with a row ready (else of every worker that said where it runs; None before
+        any did), the one with the fewest shards waiting there per worker (`backlog`:
+        {node: shards decoded or decoding there, not yet sent}), in turn on a tie."""
+        ready = [slot.node[0] for slot in self.slots if slot.node and slot.loaded]
+        nodes = collections.Counter(ready or [s.node[0] for s in self.slots if s.node])
         if not nodes:
             return None
         self.placed += 1
-        return nodes[self.placed % len(nodes)]
+        order = sorted(nodes)
+        turn = {node: (i - self.placed) % len(order) for i, node in enumerate(order)}
+        return min(nodes, key=lambda n: (backlog.get(n, 0) / nodes[n], turn[n]))
 
     def kill_all(self):
         for slot in self.slots:
@@ -276,7 +282,9 @@ class Scheduler:
         submit = decode_tasks(task, self.resources.decode_options, self.items, self.skip_corrupt)
 
         def open_shard(key):  # decoded on the node of the workers that will score it
-            self.nodes[key] = self.pool.place() if self.resources.place_decodes else None
+            self.nodes[key] = None
+            if self.resources.place_decodes:
+                self.nodes[key] = self.pool.place(self._backlog())
             return submit(key, self.nodes[key])
 
         self.window = DecodeWindow(
@@ -320,6 +328,12 @@ class Scheduler:
             self.pool.kill_all()
             self.window.clear()
 
+    def _backlog(self):
+        """{node: open shards placed there that still have rows to be sent}."""
+        return collections.Counter(
+            self.nodes.get(key) for key in self.window.refs if self.work.needed(key)
+        )
+
     def _check_hosts(self):
         """After a worker died: stop (`ResumableError`) once no alive node could host a
         worker for the resources' `worker_wait_seconds`."""
@@ -339,7 +353,10 @@ class Scheduler:
             )
 
     def _update_window(self):
-        """Shards needed by ready rows first, then by rows still loading."""
+        """Shards needed by ready rows first, then by rows still loading; with placement,
+        none before a worker said where it runs (a second or two: the loads take longer)."""
+        if self.resources.place_decodes and not any(slot.node for slot in self.pool.slots):
+            return
         ready = set().union(*(s.loaded for s in self.pool.slots))
         loading = set().union(*(s.loading for s in self.pool.slots))
         self.window.update(self.work.wanted(ready, loading, self.window.size), self.work.needed)
