@@ -19,17 +19,14 @@ def _logits(model, x):
 
 
 def save(checkpoint, inputs, out_dir):
-    import keras
-
     from hrnet_keras import create_model
+    from hrnet_keras.export import save_plain_keras
 
     x = np.load(inputs)
     model = create_model("hrnet-w18", weights=checkpoint, classifier_activation=None)
     np.save(os.path.join(out_dir, "logits.npy"), _logits(model, x))
-    # a plain functional copy (as `export --format keras` writes): loads without hrnet_keras
-    keras.Model(model.inputs, model.outputs, name=model.name).save(
-        os.path.join(out_dir, "hrnet-w18.keras")
-    )
+    # as `export --format keras` writes it: loads without hrnet_keras
+    save_plain_keras(model, os.path.join(out_dir, "hrnet-w18.keras"))
 
 
 def load(inputs, out_dir, *models):

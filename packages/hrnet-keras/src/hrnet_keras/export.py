@@ -129,10 +129,8 @@ def export_model(
     path = artifact_path(out, name, format, fold_batchnorm, uint8_input)
     path.parent.mkdir(parents=True, exist_ok=True)
     keras_format = FORMATS[format][0]
-    if keras_format is None:  # a plain functional model: loads without hrnet_keras
-        plain = keras.Model(model.input, model.output, name=model.name)
-        _zeros_initializers(plain)
-        plain.save(str(path))
+    if keras_format is None:
+        save_plain_keras(model, path)
         return path
     dtype = "uint8" if uint8_input else "float32"
     spec = keras.InputSpec(shape=(None, image_size, image_size, 3), dtype=dtype, name="images")
@@ -166,6 +164,16 @@ def openvino_note(xml_path):
     """The text file `export_model` writes beside an OpenVINO IR: how to load it in f32."""
     xml_path = Path(xml_path)
     return xml_path.with_name(xml_path.stem + ".openvino.txt")
+
+
+def save_plain_keras(model, path):
+    """Save `model` as a plain functional `.keras` file that loads with nothing but
+    `keras.models.load_model` (no hrnet_keras), its initializers saved as `Zeros`."""
+    import keras
+
+    plain = keras.Model(model.input, model.output, name=model.name)
+    _zeros_initializers(plain)
+    plain.save(str(path))
 
 
 def _zeros_initializers(model):
