@@ -192,7 +192,9 @@ def main():
     plain = {r["run"]: r for r in rows}
     for r in rows:
         rate = r.get("images_per_second", f"stopped: {r.get('stopped_with', r['status'])}")
-        moved = ", ".join(f"{k} {v}" for k, v in r.items() if k.endswith("bytes")) or "-"
+        moved = "-"
+        if "bytes_between_nodes" in r:
+            moved = f"{r['bytes_between_nodes'] / 1e6:.1f} of {r['scored_bytes'] / 1e6:.1f} MB"
         lost = "-"
         if "killed_at_s" in r:
             lost = f"killed at {r['killed_at_s']} s"
