@@ -90,7 +90,7 @@ def test_an_early_build_that_fails_is_noted_and_the_worker_build_reports_it(tmp_
     no entry; the worker's own build of that row, which then takes the lock, raises."""
     bad = tmp_path / "broken.weights.h5"
     bad.write_bytes(b"not an HDF5 file")
-    spec = ModelSpec(SMALL, str(bad), "sha256:broken")
+    spec = ModelSpec(SMALL, str(bad), "sha256:" + programs.file_sha256(bad))
     arch = programs.architecture_key(spec)["arch"]
     early = prebuild.EarlyBuilds([[spec]], tmp_path / "cache", 8, cluster.builder_env())
     try:

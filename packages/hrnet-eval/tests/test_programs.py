@@ -187,7 +187,7 @@ def test_weights_file_folded_without_the_model_as_through_it(tmp_path, monkeypat
     keras.utils.set_random_seed(3)
     path = tmp_path / "w18.weights.h5"
     hrnet_keras.create_model("hrnet-w18", classifier_activation=None).save_weights(path)
-    spec = ModelSpec("hrnet-w18", str(path), "file-w18")
+    spec = ModelSpec("hrnet-w18", str(path), "sha256:" + programs.file_sha256(path))
     direct = programs.build(tmp_path / "direct", [spec], 8)["hrnet-w18"]
     assert caplog.records == []
 
