@@ -1,0 +1,163 @@
+"""Benchmark: one HRNet training step per Keras backend against timm's model in plain torch.
+
+Each Keras backend and the timm reference run in their own process (Keras reads
+KERAS_BACKEND once), one after the other on the same fixed random batch (`--size` px,
+`--batch` images, `classes=10`, Adam, sparse cross-entropy). Keras steps are
+`model.train_on_batch` (the step `fit` runs); timm's are zero_grad, forward, loss, backward,
+`optimizer.step` on `timm.create_model(..., pretrained=False)` (NCHW). `torch-nchw` is the
+torch backend with `keras.config.set_image_data_format("channels_first")`. The first step is
+timed alone (on JAX and TensorFlow it compiles), then the median of `--steps` more. Ratios:
+Keras step time / timm step time of the same run (> 1 is slower than timm).
+
+    .venv/bin/python benchmarks/training_step.py [--models hrnet-w18-small,hrnet-w18]
+        [--sizes 128,224] [--batches 4,8] [--backends tensorflow,jax,torch,torch-nchw] [--steps 3]
+        [--json benchmarks/results/training_step.json]
+    .venv/bin/python benchmarks/training_step.py --smoke   # hrnet-w18-small, 64 px, 1 step
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import common  # noqa: E402
+
+CLASSES = 10
+TIMM_NAMES = {"hrnet-w18": "hrnet_w18", "hrnet-w18-small": "hrnet_w18_small"}
+
+
+def _data(batch, size):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, size, size, 3)).astype("float32")
+    return x, (np.arange(batch) % CLASSES).astype("int32")
+
+
+def _timed(step, steps):
+    """(seconds of the first step, median seconds of `steps` more, the last loss)."""
+    began = time.perf_counter()
+    loss = step()
+    first = time.perf_counter() - began
+    times = []
+    for _ in range(steps):
+        began = time.perf_counter()
+        loss = step()
+        times.append(time.perf_counter() - began)
+    return first, statistics.median(times), float(loss)
+
+
+def keras_steps(name, batch, size, steps, channels_first=False):
+    import keras
+
+    from hrnet_keras import create_model
+
+    x, y = _data(batch, size)
+    shape = (size, size, 3)
+    if channels_first:
+        keras.config.set_image_data_format("channels_first")
+        x, shape = x.transpose(0, 3, 1, 2).copy(), (3, size, size)
+    keras.utils.set_random_seed(0)
+    model = create_model(name, input_shape=shape, classes=CLASSES)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    first, step, loss = _timed(lambda: model.train_on_batch(x, y), steps)
+    return {"first_step_s": first, "step_s": step, "loss": loss, "layers": len(model.layers)}
+
+
+def timm_steps(name, batch, size, steps):
+    import timm
+    import torch
+
+    x, y = _data(batch, size)
+    torch.manual_seed(0)
+    model = timm.create_model(TIMM_NAMES[name], pretrained=False, num_classes=CLASSES)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    yt = torch.from_numpy(y).long()
+
+    def step():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(xt), yt)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    first, step_s, loss = _timed(step, steps)
+    modules = sum(1 for m in model.modules() if not list(m.children()))
+    return {"first_step_s": first, "step_s": step_s, "loss": loss, "layers": modules}
+
+
+def child(backend, name, batch, size, steps):
+    """One measurement in this process; prints it as one JSON line."""
+    import torch
+
+    row = {"backend": backend, "model": name, "batch": batch, "size": size}
+    if backend == "timm":
+        row.update(timm_steps(name, batch, size, steps))
+    else:
+        row.update(keras_steps(name, batch, size, steps, backend.endswith("-nchw")))
+    row["torch_threads"] = torch.get_num_threads()
+    print(json.dumps(row), flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="hrnet-w18-small,hrnet-w18")
+    parser.add_argument("--sizes", default="128,224")
+    parser.add_argument("--batches", default="4")
+    parser.add_argument("--backends", default="tensorflow,jax,torch,torch-nchw")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps after the first")
+    parser.add_argument("--smoke", action="store_true", help="hrnet-w18-small, 64 px, 1 step")
+    parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        backend, name, batch, size = args.child
+        return child(backend, name, int(batch), int(size), args.steps)
+    if args.smoke:
+        args.models, args.sizes, args.batches, args.steps = "hrnet-w18-small", "64", "4", 1
+    for name in args.models.split(","):
+        if name not in TIMM_NAMES:
+            sys.exit(f"--models: {name!r} has no timm twin here; use {', '.join(TIMM_NAMES)}.")
+    print(f"CPU: {common.cpu_model()}, {os.cpu_count()} cores; load {os.getloadavg()[0]:.1f}")
+    rows = []
+    for name in args.models.split(","):
+        for size in args.sizes.split(","):
+            for batch in args.batches.split(","):
+                runs = {}
+                for backend in ["timm", *args.backends.split(",")]:
+                    env = dict(
+                        os.environ,
+                        KERAS_BACKEND="torch" if backend == "timm" else backend.split("-")[0],
+                        TF_CPP_MIN_LOG_LEVEL="3",
+                    )
+                    argv = [__file__, "--child", backend, name, batch, size]
+                    row = common.child_row(
+                        argv + ["--steps", str(args.steps)], env, f"{backend} {name}"
+                    )
+                    if row is None:
+                        continue
+                    row["load"] = os.getloadavg()[0]
+                    runs[backend] = row
+                    if "timm" in runs and backend != "timm":
+                        row["vs_timm"] = row["step_s"] / runs["timm"]["step_s"]
+                    rows.append(row)
+                    ratio = f" ({row['vs_timm']:.2f}x timm)" if "vs_timm" in row else ""
+                    print(
+                        f"{name:<16} {size:>3} px bs{batch:<2} {backend:<10} first step "
+                        f"{row['first_step_s']:7.2f} s, then {row['step_s']:6.2f} s/step{ratio}"
+                        f"  [{row['layers']} layers, load {row['load']:.1f}]",
+                        flush=True,
+                    )
+    common.write_json(args.json, cpu=common.cpu_model(), rows=rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
