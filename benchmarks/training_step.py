@@ -6,8 +6,9 @@ KERAS_BACKEND once), one after the other on the same fixed random batch (`--size
 `model.train_on_batch` (the step `fit` runs); timm's are zero_grad, forward, loss, backward,
 `optimizer.step` on `timm.create_model(..., pretrained=False)` (NCHW). `torch-nchw` is the
 torch backend with `keras.config.set_image_data_format("channels_first")`. The first step is
-timed alone (on JAX and TensorFlow it compiles), then the median of `--steps` more. Ratios:
-Keras step time / timm step time of the same run (> 1 is slower than timm).
+timed alone (on JAX and TensorFlow it compiles), then the median of `--steps` more. timm runs
+before and after the Keras backends; ratios: Keras step time / the two timm step times' mean
+(> 1 is slower than timm).
 
     .venv/bin/python benchmarks/training_step.py [--models hrnet-w18-small,hrnet-w18]
         [--sizes 128,224] [--batches 4,8] [--backends tensorflow,jax,torch,torch-nchw] [--steps 3]
@@ -131,13 +132,15 @@ def main():
         for size in args.sizes.split(","):
             for batch in args.batches.split(","):
                 runs = {}
-                for backend in ["timm", *args.backends.split(",")]:
+                # timm before and after the Keras backends: the reference is their mean, so a
+                # machine that changes its load mid-run shows in the two timm rows
+                for backend in ["timm", *args.backends.split(","), "timm-after"]:
                     env = dict(
                         os.environ,
-                        KERAS_BACKEND="torch" if backend == "timm" else backend.split("-")[0],
+                        KERAS_BACKEND=backend.split("-")[0].replace("timm", "torch"),
                         TF_CPP_MIN_LOG_LEVEL="3",
                     )
-                    argv = [__file__, "--child", backend, name, batch, size]
+                    argv = [__file__, "--child", backend.replace("-after", ""), name, batch, size]
                     row = common.child_row(
                         argv + ["--steps", str(args.steps)], env, f"{backend} {name}"
                     )
@@ -145,9 +148,10 @@ def main():
                         continue
                     row["load"] = os.getloadavg()[0]
                     runs[backend] = row
-                    if "timm" in runs and backend != "timm":
-                        row["vs_timm"] = row["step_s"] / runs["timm"]["step_s"]
+                    row["backend"] = backend
                     rows.append(row)
+                    if "timm" in runs and not backend.startswith("timm"):
+                        row["vs_timm"] = row["step_s"] / runs["timm"]["step_s"]
                     ratio = f" ({row['vs_timm']:.2f}x timm)" if "vs_timm" in row else ""
                     print(
                         f"{name:<16} {size:>3} px bs{batch:<2} {backend:<10} first step "
@@ -155,6 +159,16 @@ def main():
                         f"  [{row['layers']} layers, load {row['load']:.1f}]",
                         flush=True,
                     )
+                if "timm-after" in runs:  # the ratios against both timm runs' mean
+                    reference = (runs["timm"]["step_s"] + runs["timm-after"]["step_s"]) / 2
+                    for row in runs.values():
+                        if "vs_timm" in row:
+                            row["vs_timm"] = row["step_s"] / reference
+                            print(
+                                f"{name} {size} px bs{batch} {row['backend']}: "
+                                f"{row['vs_timm']:.2f}x the timm runs' mean",
+                                flush=True,
+                            )
     common.write_json(args.json, cpu=common.cpu_model(), rows=rows)
     return rows
 
