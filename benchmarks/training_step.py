@@ -14,6 +14,8 @@ before and after the Keras backends; ratios: Keras step time / the two timm step
         [--sizes 128,224] [--batches 4,8] [--backends tensorflow,jax,torch,torch-nchw] [--steps 3]
         [--json benchmarks/results/training_step.json]
     .venv/bin/python benchmarks/training_step.py --smoke   # hrnet-w18-small, 64 px, 1 step
+    KERAS_BACKEND=torch .venv/bin/python benchmarks/training_step.py --profile torch \
+        --models hrnet-w18-small --sizes 128   # where a torch-backend step spends its time
 """
 
 import argparse
@@ -30,6 +32,7 @@ import common  # noqa: E402
 
 CLASSES = 10
 TIMM_NAMES = {"hrnet-w18": "hrnet_w18", "hrnet-w18-small": "hrnet_w18_small"}
+TORCH_RUNS = ("torch", "torch-nchw", "timm")  # what --profile takes
 
 
 def _data(batch, size):
@@ -53,7 +56,8 @@ def _timed(step, steps):
     return first, statistics.median(times), float(loss)
 
 
-def keras_steps(name, batch, size, steps, channels_first=False):
+def keras_step(name, batch, size, channels_first=False):
+    """(a function that runs one `train_on_batch`, the model's layer count)."""
     import keras
 
     from hrnet_keras import create_model
@@ -66,11 +70,11 @@ def keras_steps(name, batch, size, steps, channels_first=False):
     keras.utils.set_random_seed(0)
     model = create_model(name, input_shape=shape, classes=CLASSES)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-    first, step, loss = _timed(lambda: model.train_on_batch(x, y), steps)
-    return {"first_step_s": first, "step_s": step, "loss": loss, "layers": len(model.layers)}
+    return lambda: model.train_on_batch(x, y), len(model.layers)
 
 
-def timm_steps(name, batch, size, steps):
+def timm_step(name, batch, size):
+    """(a function that runs one training step of timm's model, its leaf module count)."""
     import timm
     import torch
 
@@ -89,22 +93,44 @@ def timm_steps(name, batch, size, steps):
         optimizer.step()
         return loss.item()
 
-    first, step_s, loss = _timed(step, steps)
-    modules = sum(1 for m in model.modules() if not list(m.children()))
-    return {"first_step_s": first, "step_s": step_s, "loss": loss, "layers": modules}
+    return step, sum(1 for m in model.modules() if not list(m.children()))
+
+
+def make_step(backend, name, batch, size):
+    if backend == "timm":
+        return timm_step(name, batch, size)
+    return keras_step(name, batch, size, channels_first=backend.endswith("-nchw"))
 
 
 def child(backend, name, batch, size, steps):
     """One measurement in this process; prints it as one JSON line."""
     import torch
 
-    row = {"backend": backend, "model": name, "batch": batch, "size": size}
-    if backend == "timm":
-        row.update(timm_steps(name, batch, size, steps))
-    else:
-        row.update(keras_steps(name, batch, size, steps, backend.endswith("-nchw")))
+    step, layers = make_step(backend, name, batch, size)
+    first, step_s, loss = _timed(step, steps)
+    row = {"backend": backend, "model": name, "batch": batch, "size": size, "layers": layers}
+    row.update(first_step_s=first, step_s=step_s, loss=loss)
     row["torch_threads"] = torch.get_num_threads()
     print(json.dumps(row), flush=True)
+
+
+def profile(backend, name, batch, size, rows=15):
+    """torch.profiler's table (self CPU time per op) of one step after two, on one thread
+    (no spin-waiting threads on a loaded machine): `--profile torch` or `--profile timm`."""
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch.set_num_threads(1)
+    step, layers = make_step(backend, name, batch, size)
+    for _ in range(2):  # the first steps build the optimizer's slots
+        step()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        began = time.perf_counter()
+        step()
+        seconds = time.perf_counter() - began
+    print(f"{backend} {name} {size} px batch {batch}, {layers} layers, one thread: {seconds:.3f} s")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
 def main():
@@ -116,8 +142,19 @@ def main():
     parser.add_argument("--steps", type=int, default=3, help="timed steps after the first")
     parser.add_argument("--smoke", action="store_true", help="hrnet-w18-small, 64 px, 1 step")
     parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE")
+    parser.add_argument(
+        "--profile",
+        metavar="BACKEND",
+        help="print torch.profiler's table of one step of the first model/size/batch on one "
+        "thread: torch, torch-nchw or timm (KERAS_BACKEND=torch)",
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.profile:
+        if os.environ.get("KERAS_BACKEND") != "torch" or args.profile not in TORCH_RUNS:
+            sys.exit(f"--profile takes one of {', '.join(TORCH_RUNS)}, with KERAS_BACKEND=torch.")
+        first = [v.split(",")[0] for v in (args.models, args.sizes, args.batches)]
+        return profile(args.profile, first[0], int(first[2]), int(first[1]))
     if args.child:
         backend, name, batch, size = args.child
         return child(backend, name, int(batch), int(size), args.steps)
