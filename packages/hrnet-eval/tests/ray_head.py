@@ -92,6 +92,16 @@ class RayProcesses:
             start_new_session=True,
         )
 
+    def start_args(self, *own):
+        """`ray start` arguments: `own`, then what every node here has (blocking, on
+        127.0.0.1, its temp dir, no usage stats, its CPUs, GPUs and ports)."""
+        args = ["start", *own, "--block", "--node-ip-address", "127.0.0.1"]
+        args += ["--temp-dir", self.temp_dir, "--disable-usage-stats"]
+        args += ["--num-cpus", str(self.num_cpus), "--num-gpus", str(self.num_gpus)]
+        for option, port in self.ports.items():
+            args += [option, str(port)]
+        return args
+
     def processes(self):
         """Every live process this node started: descendants, or naming its temp dir."""
         found = {}
@@ -166,26 +176,9 @@ class RayHead(RayProcesses):
 
     def start(self, timeout=180, up=None):
         """Start the head; return once `up()` is true (default: its job API answers)."""
-        args = [
-            "start",
-            "--head",
-            "--block",
-            "--node-ip-address",
-            "127.0.0.1",
-            "--dashboard-host",
-            "127.0.0.1",
-            "--temp-dir",
-            self.temp_dir,
-            "--disable-usage-stats",
-            "--num-cpus",
-            str(self.num_cpus),
-            "--num-gpus",
-            str(self.num_gpus),
-            "--include-dashboard",
-            "true",
-        ]
-        for option, port in self.ports.items():
-            args += [option, str(port)]
+        args = self.start_args(
+            "--head", "--dashboard-host", "127.0.0.1", "--include-dashboard", "true"
+        )
         if self.system_config:
             args += ["--system-config", json.dumps(self.system_config)]
         self._launch(ray_cli(*args), "head.log")

@@ -108,27 +108,14 @@ class RayNode(RayProcesses):
                     raise ValueError(f"hidden folder {folder} holds {path}, which the node needs")
 
     def command(self):
-        args = [
-            "start",
+        args = self.start_args(
             "--address",
             self.head.address,
-            "--block",
-            "--node-ip-address",
-            "127.0.0.1",
             "--node-name",
             self.name,
-            "--temp-dir",
-            self.temp_dir,
-            "--disable-usage-stats",
-            "--num-cpus",
-            str(self.num_cpus),
-            "--num-gpus",
-            str(self.num_gpus),
             "--object-store-memory",
             str(self.object_store_memory),
-        ]
-        for option, port in self.ports.items():
-            args += [option, str(port)]
+        )
         command = [sys.executable, "-c", JOIN, *args]
         if not self.hidden:
             return command

@@ -142,13 +142,6 @@ def builder_env():
     }
 
 
-def this_node():
-    """The Ray node id of this process's node."""
-    import ray
-
-    return ray.get_runtime_context().get_node_id()
-
-
 def node_resources():
     """(CPUs, GPUs) of each alive node."""
     import ray

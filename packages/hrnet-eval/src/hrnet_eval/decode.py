@@ -61,12 +61,12 @@ def decode_tasks(task, options, items, skip_corrupt=False):
     wait there for a free CPU), else anywhere."""
 
     def submit(shard, node=None):
-        placed = task.options(**options)
+        place = {}
         if node is not None:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-            place = NodeAffinitySchedulingStrategy(node, soft=True)
-            placed = task.options(**options, scheduling_strategy=place)
+            place["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+        placed = task.options(**options, **place)
         return [
             placed.remote(items[s:e], skip_corrupt, shard.decoding)
             for s, e in chunks(shard.start, shard.end)

@@ -12,6 +12,7 @@ from hrnet_eval import cluster, demo, nodes, prebuild, results
 from hrnet_eval.config import WorkerConfig
 from hrnet_eval.data import DataError, load_dataset
 from hrnet_eval.errors import EvalError
+from hrnet_eval.nodes import current_node
 from hrnet_eval.permissions import make_private
 from hrnet_eval.plan import Unit, make_plan
 from hrnet_eval.policy import row_groups
@@ -270,7 +271,7 @@ class Job:
                 # the build tasks too: in an idle worker, which leaves after its one build
                 builder_env=cluster.builder_env(),
                 builder_cpus=sizing.builder_cpus,
-                files_node=cluster.this_node(),  # the weights files are on its disk
+                files_node=current_node(),  # the weights files are on its disk
             ),
             # no runtime_env: decoding imports no framework, so it runs in Ray's idle workers
             decode_options={"num_cpus": sizing.decode_task_cpus},

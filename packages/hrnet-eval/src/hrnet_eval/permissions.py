@@ -9,8 +9,11 @@ yet is judged by the folders above it, and created 0700. `check_private` is one 
 per folder, so it can run on any node of a cluster.
 """
 
+import atexit
 import os
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 from hrnet_eval.errors import EvalError
@@ -61,6 +64,13 @@ def check_private(path, flag):
         f"{flag} {path}: {why}, and what is stored there is read back as trusted; "
         f"fix it with `{command}` (or give a folder only you can write)."
     )
+
+
+def temporary_folder():
+    """A folder of this process's own (0700), removed at its exit."""
+    folder = tempfile.mkdtemp(prefix="hrnet-eval-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def make_private(path):

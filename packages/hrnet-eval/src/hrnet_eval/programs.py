@@ -31,7 +31,6 @@ for a job's own local cluster, a process of the driver started before the cluste
 Keras nor TensorFlow.
 """
 
-import atexit
 import contextlib
 import fcntl
 import functools
@@ -41,7 +40,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import time
 import typing
@@ -54,6 +52,7 @@ from hrnet_keras.checkpoints.checksums import file_sha256
 from hrnet_eval import memory
 from hrnet_eval.cluster import apply_env
 from hrnet_eval.node_files import local_weights
+from hrnet_eval.permissions import temporary_folder
 
 FORMAT = 3  # bump when what an entry holds changes (3: every platform, compiled code checked)
 PLATFORMS = ("cpu", "cuda")  # what programs are lowered for (CI's logical GPUs run on the CPU)
@@ -397,10 +396,8 @@ class Loader:
     def __init__(self, config, device):
         self.config, self.device = config, device
         self.private = config.compile_cache is None
-        self.compile_cache = config.compile_cache or tempfile.mkdtemp(prefix="hrnet-eval-")
-        if self.private:
-            atexit.register(shutil.rmtree, self.compile_cache, ignore_errors=True)
-        else:
+        self.compile_cache = config.compile_cache or temporary_folder()
+        if not self.private:
             os.makedirs(self.compile_cache, mode=0o700, exist_ok=True)
         self.cache = ProgramCache(self.compile_cache)
         self._lock = threading.Lock()  # guards the dicts below

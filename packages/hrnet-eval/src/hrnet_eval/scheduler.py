@@ -30,7 +30,7 @@ import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from hrnet_eval.cluster import node_resources
-from hrnet_eval.config import WorkerConfig
+from hrnet_eval.config import DEFAULT_WORKER_WAIT_SECONDS, WorkerConfig
 from hrnet_eval.decode import decode, decode_tasks
 from hrnet_eval.errors import ResumableError, one_line
 from hrnet_eval.images import ImageError
@@ -54,7 +54,8 @@ class Resources:
     decode_options: dict
     decode_tasks: int
     place_decodes: bool = True  # on the node of the workers that will score the shard
-    worker_wait_seconds: float = 600.0  # for a node that can host a lost worker's replacement
+    # for a node that can host a lost worker's replacement
+    worker_wait_seconds: float = DEFAULT_WORKER_WAIT_SECONDS
 
 
 class Call(typing.NamedTuple):

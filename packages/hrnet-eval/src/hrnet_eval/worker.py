@@ -21,14 +21,11 @@ imports JAX and starts its device on a thread of its own from the start, while
 its first row's entries are checked and read.
 """
 
-import atexit
 import dataclasses
 import functools
 import os
 import resource
-import shutil
 import sys
-import tempfile
 import threading
 import time
 
@@ -40,6 +37,7 @@ from hrnet_eval.decode import join
 from hrnet_eval.errors import WorkerError
 from hrnet_eval.node_files import local_weights
 from hrnet_eval.nodes import current_node
+from hrnet_eval.permissions import temporary_folder
 from hrnet_eval.programs import TOP_K, Loader
 from hrnet_eval.store import RowCounts, ScoredShard, recount
 
@@ -259,12 +257,8 @@ def to_numpy(tensor):
     return keras.ops.convert_to_numpy(tensor)
 
 
-@functools.cache
-def _private_folder():
-    """A folder of this process's own, removed at exit (fetched files without a cache)."""
-    folder = tempfile.mkdtemp(prefix="hrnet-eval-")
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return folder
+# where a worker without a cache keeps fetched weights files: one folder per process
+_private_folder = functools.cache(temporary_folder)
 
 
 def peak_rss_mib():
