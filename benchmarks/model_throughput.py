@@ -5,7 +5,7 @@ each process also times the mmpretrain PyTorch model on the same inputs with
 the same threads (and, in the torch process, under `torch.compile`), so every figure is a
 ratio against a reference measured in the same process, timed in interleaved
 rounds (one batch of each variant per round). Keras runs twice:
-"plain" is `inference_function(model)` (JAX jit, TF XLA, torch without Keras'
+"plain" is `inference_function(model)` (JAX jit, a TF graph, torch without Keras'
 call bookkeeping); "optimized" is `optimize_for_inference(model)` (BatchNorm
 folded, NCHW inside on torch). 224x224, fp32, median of --repeats timed
 batches after one warm-up batch (which compiles).

@@ -23,7 +23,8 @@ checksum differs, or that cannot be read, is removed and built again, never used
 Entries appear by one directory rename (atomic), so runs sharing a cache never see
 half an entry. The compiled code JAX keeps for a program (named after it) is checked
 against its record before JAX may load it; one that differs or has none is removed
-and compiled again, once, with a note naming it.
+and compiled again, once, with a note naming it. A worker compiles with
+`hrnet_keras.compile_options.jax_compiler_options()` (a CPU's fastest; part of JAX's key).
 
 `build` runs in a builder process (a Ray task on the worker's node, CPU only, or,
 for a job's own local cluster, a process of the driver started before the cluster:
@@ -48,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 from hrnet_keras.checkpoints.checksums import file_sha256
+from hrnet_keras.compile_options import jax_compiler_options
 
 from hrnet_eval import memory
 from hrnet_eval.cluster import apply_env
@@ -469,7 +471,8 @@ class Loader:
 
             call.__name__ = call.__qualname__ = name  # names JAX's files of its compiled code
             with self._lock:
-                shared = self._calls.setdefault(name, [jax.jit(call), threading.Lock(), False])
+                compiled = jax.jit(call, compiler_options=jax_compiler_options())
+                shared = self._calls.setdefault(name, [compiled, threading.Lock(), False])
         began = time.perf_counter()
         trainable, non_trainable = jax.block_until_ready(jax.device_put(weights))
         steps["to_device"] = time.perf_counter() - began

@@ -3,8 +3,9 @@
 `fold_batchnorm(model)` folds each BatchNorm into the conv before it (`folding`;
 `load_folded_weights` reads a row's file straight into the folded twin, `folded_weights`).
 `inference_function(model)` is the model's forward pass compiled where the backend
-compiles (JAX `jit`, TensorFlow XLA) and, on torch, run layer by layer as torch's own
-functions (`runtime`, `torch_ops`); `export_jax_program` serialises it (`jax_export`).
+compiles (JAX `jit`, a TensorFlow graph, each with `hrnet_keras.compile_options`' settings)
+and, on torch, run layer by layer as torch's own functions (`runtime`, `torch_ops`);
+`export_jax_program` serialises it (`jax_export`).
 `optimize_for_inference(model)` is both, with the layout that is fastest on the current
 backend. The public names of these modules are importable from here.
 """
