@@ -5,13 +5,14 @@ KERAS_BACKEND once), one after the other on the same fixed random batch (`--size
 `--batch` images, `classes=10`, Adam, sparse cross-entropy). Keras steps are
 `model.train_on_batch` (the step `fit` runs); timm's are zero_grad, forward, loss, backward,
 `optimizer.step` on `timm.create_model(..., pretrained=False)` (NCHW). `torch-nchw` is the
-torch backend with `keras.config.set_image_data_format("channels_first")`. The first step is
+torch backend with `keras.config.set_image_data_format("channels_first")`; `jax-no-ynn` is
+JAX with `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=` (XLA's own convolutions). The first step is
 timed alone (on JAX and TensorFlow it compiles), then the median of `--steps` more. timm runs
 before and after the Keras backends; ratios: Keras step time / the two timm step times' mean
 (> 1 is slower than timm).
 
     .venv/bin/python benchmarks/training_step.py [--models hrnet-w18-small,hrnet-w18]
-        [--sizes 128,224] [--batches 4,8] [--backends tensorflow,jax,torch,torch-nchw] [--steps 3]
+        [--sizes 128,224] [--batches 4,8] [--backends tensorflow,jax,jax-no-ynn,torch,torch-nchw] [--steps 3]
         [--json benchmarks/results/training_step.json]
     .venv/bin/python benchmarks/training_step.py --smoke   # hrnet-w18-small, 64 px, 1 step
     KERAS_BACKEND=torch .venv/bin/python benchmarks/training_step.py --profile torch \
@@ -33,6 +34,8 @@ import common  # noqa: E402
 CLASSES = 10
 TIMM_NAMES = {"hrnet-w18": "hrnet_w18", "hrnet-w18-small": "hrnet_w18_small"}
 TORCH_RUNS = ("torch", "torch-nchw", "timm")  # what --profile takes
+# `jax-no-ynn`: JAX with this flag, YNNPACK's fusions off (hrnet_keras.compile_options)
+NO_YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
 
 
 def _data(batch, size):
@@ -177,6 +180,8 @@ def main():
                         KERAS_BACKEND=backend.split("-")[0].replace("timm", "torch"),
                         TF_CPP_MIN_LOG_LEVEL="3",
                     )
+                    if backend == "jax-no-ynn":  # a user's flag: XLA's own convolutions
+                        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {NO_YNN_FLAG}".strip()
                     argv = [__file__, "--child", backend.replace("-after", ""), name, batch, size]
                     row = common.child_row(
                         argv + ["--steps", str(args.steps)], env, f"{backend} {name}"
