@@ -151,6 +151,16 @@ def stop_all(groups):
         group._end([p for p in found if p in alive])
 
 
+def kill_all(groups):
+    """`RayProcesses.kill` of several at once: all are found, then all SIGKILLed, before
+    any wait (one by one, each kill waits 1.3-1.7 s for its processes to be reaped)."""
+    procs = {group: group.processes() for group in groups if group.process is not None}
+    for found in procs.values():
+        _signal(found, signal.SIGKILL)
+    for group, found in procs.items():
+        group._end(found)
+
+
 def _signal(procs, signum):
     for proc in procs:
         try:

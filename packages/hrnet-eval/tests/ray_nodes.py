@@ -42,7 +42,7 @@ import sys
 import time
 import urllib.request
 
-from ray_head import PORT_OPTIONS, TOKEN, RayProcesses, free_ports, stop_all
+from ray_head import PORT_OPTIONS, TOKEN, RayProcesses, free_ports, kill_all, stop_all
 
 # A worker node takes the head's address instead of these.
 HEAD_ONLY = ("--port", "--dashboard-port", "--ray-client-server-port")
@@ -215,6 +215,11 @@ class NodeCluster:
         """Stop `node` (SIGTERM first) or, with `allow_graceful=False`, kill it hard (the
         node stays in `nodes`, not running, until `restore`)."""
         node.stop() if allow_graceful else node.kill()
+
+    def kill_nodes(self, nodes):
+        """Kill `nodes` hard at the same moment (lost machines; they stay in `nodes`, not
+        running, until `restore`)."""
+        kill_all(nodes)
 
     def restore(self, timeout=60):
         """Start again (a new Ray node of the same name and options) every node that was

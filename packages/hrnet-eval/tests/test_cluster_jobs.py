@@ -86,7 +86,7 @@ def test_s3_folders_and_tfrecords_give_the_reference_counts_on_nodes_without_the
     """Weights only on the driver's node, each worker node's own program cache, data read
     from S3 by every node: the counts are the reference's for both layouts. The first run
     fetches the weights and builds on both nodes; the second, with four workers on half a
-    GPU each (two per node), reads each node's cache, and both nodes score. The
+    GPU each (two per node), reads each node's cache on both nodes. The
     fake secret of the store is in no log and no result file (the nodes have it from their
     environment, not from the job)."""
     workers = worker_nodes(ray_nodes)
@@ -105,11 +105,11 @@ def test_s3_folders_and_tfrecords_give_the_reference_counts_on_nodes_without_the
         assert sizing in log and "cluster: 3 node(s), 2 GPUs" in log
         assert_counts(out, image_set, [ROW])
         assert_predictions(out, image_set, ROW)
-        # workers on both worker nodes (two per node, by GPU shares, in the second run);
-        # the head (no GPU) scored nothing
+        # workers on the worker nodes (two per node, by GPU shares, in the second run, all
+        # four ready: below); the head (no GPU) scored nothing. Which nodes score is a
+        # race: the 24 images take less time to score than lies between two nodes'
+        # workers getting ready, so the first node ready may score them all.
         assert stored_nodes(out) <= set(workers)
-        if options:
-            assert stored_nodes(out) == set(workers)
         ready = re.findall(rf"{ROW}: ready on worker \d in [\d.]+ s \((\w+)(.*)\)", log)
         assert [h for h, _ in ready] == [how] * (4 if options else 2), log
         assert all(("fetch" in steps) == (how == "built") for _, steps in ready), log
@@ -208,8 +208,8 @@ def test_no_node_left_stops_after_the_wait_and_the_same_command_completes(
     args = args_of(image_set, cluster_data["folders"], out, compile_cache, shard_size=2)
     args += ["--worker-wait-seconds", 3]
     job_id = submit_and_wait_for_a_shard(ray_nodes.head, args, out)
-    for node in ray_nodes.nodes:
-        ray_nodes.remove_node(node, allow_graceful=False)
+    # both at once: the 24 images take ~2 s to score, about what killing one node takes
+    ray_nodes.kill_nodes(ray_nodes.nodes)
     status, log = wait_for_job(ray_nodes.head, job_id)
     assert status.value == "FAILED", log
     assert re.search(
