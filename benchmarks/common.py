@@ -1,5 +1,6 @@
 """What the benchmarks share: ImageNet-like JPEGs, random-init weights files, running the CLI."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -146,3 +147,18 @@ def write_json(path, **document):
     if path:
         with open(path, "w") as f:
             json.dump({"machine": machine(), **document}, f, indent=1)
+
+
+def sweep_parser(doc, child=("BACKEND", "MODEL", "BATCH")):
+    """The options of a benchmark that times each model at each batch size, interleaved,
+    one process each (`--models --batch-sizes --repeats --threads --json`, and the hidden
+    `--child` that names one process's `child` triple), described by `doc`'s first
+    paragraph; the script adds its own."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--models", default="hrnet-w18,hrnet-w48")
+    parser.add_argument("--batch-sizes", default="1,32")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE")
+    parser.add_argument("--child", nargs=3, metavar=child, help=argparse.SUPPRESS)
+    return parser

@@ -23,7 +23,6 @@ is denormal).
         [--threads 2] [--json benchmarks/results/export_throughput.json]
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -133,12 +132,8 @@ def export_all(name, out, formats):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="hrnet-w18,hrnet-w48")
-    parser.add_argument("--batch-sizes", default="1,32")
+    parser = common.sweep_parser(__doc__, child=("RUNTIME", "MODEL", "BATCH"))
     parser.add_argument("--runtimes", default=",".join(RUNTIMES))
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--folded-predict",
         action="store_true",
@@ -147,10 +142,6 @@ def main():
     parser.add_argument("--quiet-below", type=float, default=1.5, help="load average to wait for")
     parser.add_argument("--max-wait", type=float, default=120, help="seconds to wait for it")
     parser.add_argument("--artifacts", help="folder for the exported models (default: a temp)")
-    parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE")
-    parser.add_argument(
-        "--child", nargs=3, metavar=("RUNTIME", "MODEL", "BATCH"), help=argparse.SUPPRESS
-    )
     args = parser.parse_args()
     artifacts = Path(args.artifacts or os.path.join(tempfile.gettempdir(), "hrnet-exports"))
     if args.child:

@@ -14,7 +14,6 @@ batches after one warm-up batch (which compiles).
         [--batch-sizes 1,32] [--backends jax,tensorflow,torch] [--threads 2]
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -89,20 +88,12 @@ def measure_one(backend, name, batch, repeats, threads, compiled_reference=True)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="hrnet-w18,hrnet-w48")
-    parser.add_argument("--batch-sizes", default="1,32")
+    parser = common.sweep_parser(__doc__)
     parser.add_argument("--backends", default="jax,tensorflow,torch")
-    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--no-torch-compile",
         action="store_true",
         help="skip the torch.compile reference (it compiles for a minute or more)",
-    )
-    parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument(
-        "--child", nargs=3, metavar=("BACKEND", "MODEL", "BATCH"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.child:

@@ -130,8 +130,7 @@ class RayProcesses:
     def kill(self):
         """SIGKILL every process at once, as `Cluster.remove_node(allow_graceful=False)`
         does: none is told, none cleans up (the node's raylet and workers vanish)."""
-        if self.process is not None:
-            self._end(self.processes())
+        kill_all([self])
 
     def _end(self, procs):
         _signal(procs, signal.SIGKILL)
